@@ -1,0 +1,47 @@
+# Everything a newcomer or CI needs: `make run` serves the demo, `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test lint types check bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+# A fresh encryption key for this checkout's embedded database; never committed (.gitignore).
+.env:
+	@echo "CONNECTOR_ENCRYPTION_KEYS=$$($(BIN)/connector keys generate)" > .env
+	@echo "CONNECTOR_TEST_SUITE_MERCHANT=demo" >> .env
+	@echo "wrote .env with a new encryption key"
+
+run: install .env
+	$(BIN)/connector migrate
+	@echo "Demo merchant credentials (send them as X-VTEX-API-AppKey / X-VTEX-API-AppToken):"
+	$(BIN)/connector merchants demo
+	$(BIN)/connector serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check connector protocol
+
+types: install
+	$(BIN)/mypy
+
+check: lint types test
+
+bench: install
+	$(BIN)/python tests/load/bench_authorize.py --database sqlite
+	$(BIN)/python tests/load/bench_authorize.py --database postgresql
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

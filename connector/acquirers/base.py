@@ -1,0 +1,92 @@
+"""The Acquirer port: what the payment service needs from whoever moves the money.
+
+Every call carries an idempotency key derived from the payment (and, for later operations, from
+VTEX's `requestId`), never a fresh one on a retry, so that repeating a call after a timeout cannot
+move money twice. Implementations raise `AcquirerUnavailable` when they could not get an answer;
+a refusal is an answer (`approved=False`), not an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class AuthorizationOutcome(StrEnum):
+    APPROVED = "approved"
+    DENIED = "denied"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class CardData:
+    """Card data held in memory only for the length of one acquirer call."""
+
+    number: str | None = field(repr=False)
+    csc: str | None = field(repr=False)
+    expiry_month: str | None = field(repr=False)
+    expiry_year: str | None = field(repr=False)
+    holder: str | None = field(repr=False)
+
+    @property
+    def bin(self) -> str | None:
+        return self.number[:6] if self.number and len(self.number) >= 12 else None
+
+    @property
+    def last4(self) -> str | None:
+        return self.number[-4:] if self.number and len(self.number) >= 12 else None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    idempotency_key: str
+    amount_minor: int
+    currency: str
+    payment_method: str | None
+    installments: int | None
+    card: CardData | None
+    test_suite: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationResult:
+    outcome: AuthorizationOutcome
+    authorization_id: str | None
+    nsu: str | None
+    code: str | None
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRequest:
+    """A capture, refund or void of (part of) an authorization."""
+
+    idempotency_key: str
+    authorization_key: str
+    amount_minor: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class OperationResult:
+    succeeded: bool
+    reference: str | None
+    code: str | None
+    message: str | None
+
+
+class Acquirer(Protocol):
+    name: str
+
+    async def authorize(self, request: AuthorizationRequest) -> AuthorizationResult: ...
+
+    async def capture(self, request: OperationRequest) -> OperationResult: ...
+
+    async def refund(self, request: OperationRequest) -> OperationResult: ...
+
+    async def void(self, request: OperationRequest) -> OperationResult: ...
+
+    async def query(self, idempotency_key: str) -> AuthorizationResult | None:
+        """The authorization made with this key, or None if the acquirer never saw it."""
+        ...

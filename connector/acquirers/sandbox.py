@@ -1,0 +1,249 @@
+"""The built-in sandbox acquirer: deterministic, no network, every call kept in its own table.
+
+Decision rules for an authorization, first match wins (documented in the README):
+
+    card 4444333322221111                 approved  (VTEX Test Suite "Approved")
+    card 4444333322221112                 denied    (VTEX Test Suite "Denied")
+    card 4222222222222224                 pending, approved `async_decision_seconds` later
+    card 4222222222222225                 pending, denied `async_decision_seconds` later
+    a card number failing the Luhn check  denied, code "invalid-card-number"
+    an amount whose minor units end in 51 denied, code "insufficient-funds" (e.g. 10.51)
+    anything else (no card number too)   approved
+
+It is idempotent by key: a repeated authorization, capture, refund or void with a key it has seen
+returns the first answer and is recorded as `replayed`, so tests can count real effects. Latency
+and failures can be injected; an injected failure either happens before the effect (nothing
+happened) or after it (the effect happened but the caller never heard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from connector.acquirers.base import (
+    AuthorizationOutcome,
+    AuthorizationRequest,
+    AuthorizationResult,
+    OperationRequest,
+    OperationResult,
+)
+from connector.db.engine import Database
+from connector.db.tables import SandboxAcquirerCall, utcnow
+from connector.errors import AcquirerUnavailable
+
+APPROVED_CARD = "4444333322221111"
+DENIED_CARD = "4444333322221112"
+ASYNC_APPROVED_CARD = "4222222222222224"
+ASYNC_DENIED_CARD = "4222222222222225"
+
+REPLAYED = "replayed"
+SUCCEEDED = "succeeded"
+REFUSED = "refused"
+
+
+def luhn_valid(number: str) -> bool:
+    if not number.isdigit() or not 12 <= len(number) <= 19:
+        return False
+    total = 0
+    for index, char in enumerate(reversed(number)):
+        digit = int(char)
+        if index % 2 == 1:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def _derived_id(prefix: str, key: str) -> str:
+    """Stable ids: the same key always yields the same authorization id, nsu or reference."""
+    return f"{prefix}-{hashlib.sha256(f'{prefix}:{key}'.encode()).hexdigest()[:12].upper()}"
+
+
+class SandboxAcquirer:
+    name = "sandbox"
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        latency_seconds: float = 0.0,
+        failure_rate: float = 0.0,
+        async_decision_seconds: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._db = database
+        self.latency_seconds = latency_seconds
+        self.failure_rate = failure_rate
+        self.async_decision_seconds = async_decision_seconds
+        self._rng = rng or random.Random()  # noqa: S311 - fault injection, not cryptography
+        self._fail_before: Counter[str] = Counter()
+        self._fail_after: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ fault injection
+
+    def inject_failures(
+        self, operation: str, count: int = 1, *, after_effect: bool = False
+    ) -> None:
+        """Make the next `count` calls of `operation` raise AcquirerUnavailable."""
+        (self._fail_after if after_effect else self._fail_before)[operation] += count
+
+    async def _before(self, operation: str) -> None:
+        if self.latency_seconds:
+            await asyncio.sleep(self.latency_seconds)
+        if self._fail_before[operation] > 0:
+            self._fail_before[operation] -= 1
+            raise AcquirerUnavailable("sandbox: injected failure", acquirer=self.name)
+        if self.failure_rate and self._rng.random() < self.failure_rate:
+            raise AcquirerUnavailable("sandbox: random failure", acquirer=self.name)
+
+    def _after(self, operation: str) -> None:
+        if self._fail_after[operation] > 0:
+            self._fail_after[operation] -= 1
+            raise AcquirerUnavailable("sandbox: injected failure after effect", acquirer=self.name)
+
+    # ------------------------------------------------------------------ authorization
+
+    def _decide(self, request: AuthorizationRequest) -> tuple[AuthorizationOutcome, str, str, bool]:
+        """(final outcome, code, message, decided later?)"""
+        number = request.card.number if request.card else None
+        if number == APPROVED_CARD:
+            return AuthorizationOutcome.APPROVED, "0000", "Approved (test card)", False
+        if number == DENIED_CARD:
+            return AuthorizationOutcome.DENIED, "51", "Denied (test card)", False
+        if number == ASYNC_APPROVED_CARD:
+            return AuthorizationOutcome.APPROVED, "0000", "Approved (async test card)", True
+        if number == ASYNC_DENIED_CARD:
+            return AuthorizationOutcome.DENIED, "51", "Denied (async test card)", True
+        if number is not None and not luhn_valid(number):
+            return AuthorizationOutcome.DENIED, "invalid-card-number", "Invalid card number", False
+        if request.amount_minor % 100 == 51:
+            return AuthorizationOutcome.DENIED, "insufficient-funds", "Insufficient funds", False
+        return AuthorizationOutcome.APPROVED, "0000", "Approved", False
+
+    def _result(self, call: SandboxAcquirerCall) -> AuthorizationResult:
+        key = call.idempotency_key
+        if call.decide_at is not None and utcnow() < call.decide_at:
+            return AuthorizationResult(
+                AuthorizationOutcome.PENDING, None, None, "pending", "Waiting for the issuer"
+            )
+        outcome = AuthorizationOutcome(call.outcome)
+        approved = outcome is AuthorizationOutcome.APPROVED
+        return AuthorizationResult(
+            outcome,
+            authorization_id=_derived_id("AUT", key) if approved else None,
+            nsu=_derived_id("NSU", key),
+            code=call.reference,
+            message="Approved" if approved else "Denied",
+        )
+
+    async def _first_call(self, operation: str, key: str) -> SandboxAcquirerCall | None:
+        async with self._db.reader() as session:
+            return await session.scalar(
+                select(SandboxAcquirerCall)
+                .where(SandboxAcquirerCall.operation == operation)
+                .where(SandboxAcquirerCall.idempotency_key == key)
+                .where(SandboxAcquirerCall.outcome != REPLAYED)
+                .order_by(SandboxAcquirerCall.id)
+                .limit(1)
+            )
+
+    async def _record(self, call: SandboxAcquirerCall) -> None:
+        async with self._db.writer() as session:
+            session.add(call)
+
+    async def authorize(self, request: AuthorizationRequest) -> AuthorizationResult:
+        await self._before("authorize")
+        key = request.idempotency_key
+        existing = await self._first_call("authorize", key)
+        if existing is not None:
+            await self._record(
+                SandboxAcquirerCall(operation="authorize", idempotency_key=key,
+                                    amount_minor=request.amount_minor, outcome=REPLAYED)
+            )
+            return self._result(existing)
+        outcome, code, _message, later = self._decide(request)
+        call = SandboxAcquirerCall(
+            operation="authorize",
+            idempotency_key=key,
+            amount_minor=request.amount_minor,
+            outcome=outcome.value,
+            reference=code,
+            decide_at=utcnow() + timedelta(seconds=self.async_decision_seconds) if later else None,
+        )
+        await self._record(call)
+        self._after("authorize")
+        return self._result(call)
+
+    async def query(self, idempotency_key: str) -> AuthorizationResult | None:
+        await self._before("query")
+        existing = await self._first_call("authorize", idempotency_key)
+        return self._result(existing) if existing is not None else None
+
+    # ------------------------------------------------------------------ capture, refund, void
+
+    async def _operation(self, operation: str, request: OperationRequest) -> OperationResult:
+        await self._before(operation)
+        existing = await self._first_call(operation, request.idempotency_key)
+        if existing is not None:
+            await self._record(
+                SandboxAcquirerCall(operation=operation, idempotency_key=request.idempotency_key,
+                                    amount_minor=request.amount_minor, outcome=REPLAYED)
+            )
+            return self._operation_result(existing)
+        refusal = await self._refusal(operation, request)
+        call = SandboxAcquirerCall(
+            operation=operation,
+            idempotency_key=request.idempotency_key,
+            amount_minor=request.amount_minor,
+            outcome=REFUSED if refusal else SUCCEEDED,
+            reference=refusal or _derived_id(operation[:3].upper(), request.idempotency_key),
+        )
+        await self._record(call)
+        self._after(operation)
+        return self._operation_result(call)
+
+    @staticmethod
+    def _operation_result(call: SandboxAcquirerCall) -> OperationResult:
+        if call.outcome == SUCCEEDED:
+            return OperationResult(True, call.reference, None, None)
+        return OperationResult(False, None, call.reference, f"{call.operation} refused")
+
+    async def _refusal(self, operation: str, request: OperationRequest) -> str | None:
+        """The sandbox's own ledger check, independent of the connector's."""
+        authorization = await self._first_call("authorize", request.authorization_key)
+        if authorization is None or authorization.outcome != AuthorizationOutcome.APPROVED:
+            return "no-approved-authorization"
+        captured = await self._total("capture", request.authorization_key)
+        if operation == "capture" and captured + request.amount_minor > authorization.amount_minor:
+            return "exceeds-authorization"
+        if operation == "refund":
+            refunded = await self._total("refund", request.authorization_key)
+            if refunded + request.amount_minor > captured:
+                return "exceeds-captured"
+        if operation == "void" and captured > 0:
+            return "already-captured"
+        return None
+
+    async def _total(self, operation: str, authorization_key: str) -> int:
+        async with self._db.reader() as session:
+            total = await session.scalar(
+                select(func.coalesce(func.sum(SandboxAcquirerCall.amount_minor), 0))
+                .where(SandboxAcquirerCall.operation == operation)
+                .where(SandboxAcquirerCall.idempotency_key.startswith(authorization_key + ":"))
+                .where(SandboxAcquirerCall.outcome == SUCCEEDED)
+            )
+            return int(total or 0)
+
+    async def capture(self, request: OperationRequest) -> OperationResult:
+        return await self._operation("capture", request)
+
+    async def refund(self, request: OperationRequest) -> OperationResult:
+        return await self._operation("refund", request)
+
+    async def void(self, request: OperationRequest) -> OperationResult:
+        return await self._operation("void", request)

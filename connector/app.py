@@ -1,0 +1,175 @@
+"""The application factory and the lifespan that owns the engine, acquirers and services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from connector import observability
+from connector.acquirers.base import Acquirer
+from connector.acquirers.sandbox import SandboxAcquirer
+from connector.db.engine import Database
+from connector.db.migrate import current_revision, head_revision
+from connector.errors import ConnectorError
+from connector.merchants import MerchantService
+from connector.payments import routes as payment_routes
+from connector.payments.manifest import build_manifest
+from connector.payments.service import PaymentService
+from connector.security import FieldCipher
+from connector.settings import Settings
+from protocol.payments import ErrorBody, Manifest
+
+log = logging.getLogger(__name__)
+
+PAYMENT_PROVIDER_PREFIX = "/payment-provider"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    merchants: MerchantService
+    payments: PaymentService
+    sandbox: SandboxAcquirer
+    manifest: Manifest
+
+
+def build_services(settings: Settings) -> Services:
+    database = Database(settings.database_url)
+    sandbox = SandboxAcquirer(
+        database,
+        latency_seconds=settings.sandbox_latency_ms / 1000,
+        failure_rate=settings.sandbox_failure_rate,
+    )
+    acquirers: dict[str, Acquirer] = {"sandbox": sandbox}
+    return Services(
+        settings=settings,
+        database=database,
+        merchants=MerchantService(database),
+        payments=PaymentService(database, settings, FieldCipher(settings.encryption_keys),
+                                acquirers),
+        sandbox=sandbox,
+        manifest=build_manifest(settings),
+    )
+
+
+class SchemaNotCurrent(RuntimeError):
+    pass
+
+
+async def _check_schema(database: Database) -> None:
+    current, head = await current_revision(database.write_engine), head_revision()
+    if current != head:
+        raise SchemaNotCurrent(
+            f"database schema is at {current}, code expects {head}: run `connector migrate`"
+        )
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(ErrorBody(code=code, message=message).model_dump(), status_code=status)
+
+
+async def _connector_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ConnectorError)
+    if exc.http_status >= 500:
+        log.error("%s %s failed: %r", request.method, request.url.path, exc)
+    return _error(exc.http_status, exc.code, exc.message)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    return _error(exc.status_code, code, str(exc.detail))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error(500, "internal-error", "The request failed due to an internal error")
+
+
+# ----------------------------------------------------------------------------- documents
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    for candidate in (Path(__file__).resolve().parents[1] / "openapi.yaml",
+                      Path(__file__).resolve().parent / "openapi.yaml"):
+        if candidate.exists():
+            document: dict[str, Any] = yaml.safe_load(candidate.read_text())
+            return document
+    raise FileNotFoundError("openapi.yaml is not shipped with this installation")
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+async def openapi_yaml(request: Request) -> Response:
+    text = yaml.safe_dump(openapi_document(), sort_keys=False, allow_unicode=True)
+    return PlainTextResponse(text, media_type="application/yaml")
+
+
+async def live(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    try:
+        await _check_schema(request.app.state.services.database)
+    except Exception as error:  # any failure means "not ready", never a crash
+        return JSONResponse({"status": "unavailable", "reason": str(error)}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+# ----------------------------------------------------------------------------- factory
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+    observability.configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = build_services(settings)
+        try:
+            await _check_schema(services.database)
+            app.state.services = services
+            yield
+        finally:
+            await services.database.dispose()
+
+    return Starlette(
+        routes=[
+            Mount(PAYMENT_PROVIDER_PREFIX, routes=payment_routes.routes),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            Route("/openapi.yaml", openapi_yaml, methods=["GET"]),
+            Route("/health/live", live, methods=["GET"]),
+            Route("/health/ready", ready, methods=["GET"]),
+        ],
+        exception_handlers={
+            ConnectorError: _connector_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+def create_app_from_environment() -> Starlette:
+    """Entry point for `uvicorn --factory` and `connector serve`."""
+    return create_app(Settings())

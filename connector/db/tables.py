@@ -1,0 +1,162 @@
+"""Tables. Money is integer minor units; timestamps are timezone-aware UTC.
+
+Every invariant that must hold under concurrency is a constraint here or a conditional update in
+a repository, never only a Python check.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """SQLite forgets time zones; this gives every value back as aware UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    app_key: Mapped[str] = mapped_column(String(200), unique=True)
+    token_salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+    token_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    token_rotated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Payment(Base):
+    """One VTEX payment, unique per merchant and `paymentId`: the one-authorization guard."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "payment_id"),
+        CheckConstraint("settled_minor >= 0", name="settled_nonnegative"),
+        CheckConstraint(
+            "refunded_minor >= 0 AND refunded_minor <= settled_minor",
+            name="refund_within_settled",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    payment_id: Mapped[str] = mapped_column(String(200))
+    transaction_id: Mapped[str | None] = mapped_column(String(200))
+    order_id: Mapped[str | None] = mapped_column(String(200))
+    reference: Mapped[str | None] = mapped_column(String(200))
+    payment_method: Mapped[str | None] = mapped_column(String(100))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    max_value_minor: Mapped[int | None] = mapped_column(BigInteger)
+    installments: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    tid: Mapped[str] = mapped_column(String(64))
+    nsu: Mapped[str | None] = mapped_column(String(64))
+    authorization_id: Mapped[str | None] = mapped_column(String(64))
+    acquirer: Mapped[str] = mapped_column(String(50))
+    acquirer_code: Mapped[str | None] = mapped_column(String(64))
+    acquirer_message: Mapped[str | None] = mapped_column(String(500))
+    delay_to_auto_settle: Mapped[int] = mapped_column(Integer)
+    delay_to_auto_settle_after_antifraud: Mapped[int] = mapped_column(Integer)
+    delay_to_cancel: Mapped[int] = mapped_column(Integer)
+    card_bin: Mapped[str | None] = mapped_column(String(8))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    is_test_suite: Mapped[bool] = mapped_column(Boolean, default=False)
+    sandbox_mode: Mapped[bool] = mapped_column(Boolean, default=False)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    return_url: Mapped[str | None] = mapped_column(Text)
+    inbound_requests_url: Mapped[str | None] = mapped_column(Text)
+    # Buyer name, email, document, phone, addresses, IP, merchant settings: Fernet-encrypted JSON.
+    personal_data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    settled_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    cancellation_id: Mapped[str | None] = mapped_column(String(64))
+    # When the current authorization attempt started; a stale value lets a retry take over.
+    authorizing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PaymentOperation(Base):
+    """A settlement, refund or cancellation, unique per payment, kind and VTEX `requestId`."""
+
+    __tablename__ = "payment_operations"
+    __table_args__ = (UniqueConstraint("payment_pk", "kind", "request_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    payment_pk: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    request_id: Mapped[str] = mapped_column(String(200))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(20))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SandboxAcquirerCall(Base):
+    """Every call the built-in sandbox acquirer received: its ledger and its audit trail."""
+
+    __tablename__ = "sandbox_acquirer_calls"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    operation: Mapped[str] = mapped_column(String(20))
+    idempotency_key: Mapped[str] = mapped_column(String(300), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(20))
+    reference: Mapped[str | None] = mapped_column(String(64))
+    decide_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,72 @@
+"""Payment Provider Protocol routes: parse, call the service, serialise. Nothing else."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from connector.http import authenticate, is_test_suite, read_model, services
+from protocol.payments import (
+    CancellationRequest,
+    CreatePaymentRequest,
+    RefundRequest,
+    SettlementRequest,
+)
+
+
+async def manifest(request: Request) -> Response:
+    return JSONResponse(services(request).manifest.model_dump(by_alias=True, exclude_none=True))
+
+
+async def payment_methods(request: Request) -> Response:
+    """Deprecated by VTEX in 2023 but still called by older gateways; public like /manifest."""
+    return JSONResponse({"paymentMethods": services(request).settings.payment_methods})
+
+
+async def create_payment(request: Request) -> Response:
+    merchant = await authenticate(request)
+    body = await read_model(request, CreatePaymentRequest)
+    answer = await services(request).payments.authorize(
+        merchant, body, test_suite=is_test_suite(request)
+    )
+    return JSONResponse(answer.model_dump(mode="json"))
+
+
+async def settle(request: Request) -> Response:
+    merchant = await authenticate(request)
+    body = await read_model(request, SettlementRequest)
+    reply = await services(request).payments.settle(
+        merchant, request.path_params["payment_id"], body
+    )
+    return JSONResponse(reply.body, status_code=reply.http_status)
+
+
+async def refund(request: Request) -> Response:
+    merchant = await authenticate(request)
+    body = await read_model(request, RefundRequest)
+    reply = await services(request).payments.refund(
+        merchant, request.path_params["payment_id"], body
+    )
+    return JSONResponse(reply.body, status_code=reply.http_status)
+
+
+async def cancel(request: Request) -> Response:
+    merchant = await authenticate(request)
+    body = await read_model(request, CancellationRequest)
+    reply = await services(request).payments.cancel(
+        merchant, request.path_params["payment_id"], body
+    )
+    return JSONResponse(reply.body, status_code=reply.http_status)
+
+
+routes: list[BaseRoute] = [
+    Route("/manifest", manifest, methods=["GET"]),
+    Route("/payment-methods", payment_methods, methods=["GET"]),
+    Route("/payments", create_payment, methods=["POST"]),
+    Route("/payments/{payment_id}/settlements", settle, methods=["POST"]),
+    Route("/payments/{payment_id}/refunds", refund, methods=["POST"]),
+    Route("/payments/{payment_id}/cancellations", cancel, methods=["POST"]),
+    # VTEX's Test Suite text spells it with one "l".
+    Route("/payments/{payment_id}/cancelations", cancel, methods=["POST"]),
+]

@@ -1,0 +1,87 @@
+"""The one settings object. Read once at start-up (environment, then `.env`) and passed down."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# VTEX's bounds for the delays of a create-payment response (seconds).
+MAX_AUTO_SETTLE_DELAY = 604_800  # 7 days
+MIN_DELAY_TO_CANCEL = 600  # 10 minutes
+MAX_DELAY_TO_CANCEL = 2_592_000  # 30 days
+
+
+class SplitMode(StrEnum):
+    ON_AUTHORIZE = "onAuthorize"
+    ON_CAPTURE = "onCapture"
+    DISABLED = "disabled"
+
+
+class Settings(BaseSettings):
+    """Every knob of a deployment. Environment variables carry the `CONNECTOR_` prefix."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONNECTOR_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite+aiosqlite:///./connector.db"
+    # Fernet keys, comma-separated, newest first: the first encrypts, all decrypt (rotation).
+    encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+
+    # What the manifest advertises.
+    payment_methods: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["Visa", "Mastercard", "American Express", "Elo", "Diners"]
+    )
+    split_mode: SplitMode = SplitMode.DISABLED
+    auto_settle_delay_min_hours: int = Field(default=0, ge=0)
+    auto_settle_delay_max_hours: int = Field(default=168, ge=0, le=MAX_AUTO_SETTLE_DELAY // 3600)
+
+    # Delays returned on every authorization (seconds), clamped to VTEX's bounds by validation.
+    delay_to_auto_settle: int = Field(default=21_600, ge=0, le=MAX_AUTO_SETTLE_DELAY)
+    delay_to_auto_settle_after_antifraud: int = Field(default=1_800, ge=0, le=MAX_AUTO_SETTLE_DELAY)
+    delay_to_cancel: int = Field(default=21_600, ge=MIN_DELAY_TO_CANCEL, le=MAX_DELAY_TO_CANCEL)
+
+    # Requests carrying X-VTEX-API-Is-TestSuite: true run VTEX's Test Suite scenarios.
+    test_suite_enabled: bool = True
+    # Merchant used when the Test Suite sends empty credentials; unset means such calls get 401.
+    test_suite_merchant: str | None = None
+
+    acquirer: Literal["sandbox"] = "sandbox"
+    acquirer_timeout_seconds: float = Field(default=4.0, gt=0, le=15)
+    sandbox_latency_ms: int = Field(default=0, ge=0)
+    # Probability (0..1) that a sandbox acquirer call fails as "unavailable"; for demos only.
+    sandbox_failure_rate: float = Field(default=0.0, ge=0, le=1)
+
+    # How long a duplicate POST /payments waits for the in-flight original to finish.
+    duplicate_wait_seconds: float = Field(default=3.0, ge=0, le=4.5)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("payment_methods", mode="before")
+    @classmethod
+    def _split_methods(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> Settings:
+        if self.auto_settle_delay_min_hours > self.auto_settle_delay_max_hours:
+            raise ValueError("auto_settle_delay_min_hours exceeds auto_settle_delay_max_hours")
+        if not self.payment_methods:
+            raise ValueError("payment_methods must name at least one method")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,1 @@
+"""Wire models of the VTEX protocols this service implements. No I/O lives here."""
