@@ -5,7 +5,7 @@
     │   └── PayloadTooLarge        413  body over the configured limit
     ├── Unauthorized               401  missing or wrong credentials
     ├── NotFound                   404  unknown payment (or another merchant's)
-    ├── InvalidTransition          409  a state change the state machine forbids (internal guard)
+    ├── InvalidTransition          500  a state change the state machine forbids: a bug
     └── AcquirerError              the acquirer could not give an answer
         ├── AcquirerUnavailable    500  transient: VTEX retries the same request
         └── AcquirerTimeout        500  no answer within the time budget
@@ -53,7 +53,7 @@ class NotFound(ConnectorError):
 
 
 class InvalidTransition(ConnectorError):
-    http_status = 409
+    http_status = 500
     code = "invalid-transition"
 
 
