@@ -75,12 +75,17 @@ def generate_encryption_key() -> str:
 
 # ----------------------------------------------------------------------------- masking
 
-# 13 to 19 digits, optionally grouped by spaces or dashes: anything shaped like a PAN.
-_PAN = re.compile(r"(?<!\d)(\d{6})(?:[ -]?\d){3,9}([ -]?\d{4})(?!\d)")
+# 13 to 19 digits, optionally grouped by single spaces or dashes: anything shaped like a PAN.
+_PAN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 _CSC = re.compile(r'("(?:csc|cvv|cvc|securityCode)"\s*:\s*)"[^"]*"', re.IGNORECASE)
+
+
+def _mask_pan(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return f"{digits[:6]}******{digits[-4:]}"
 
 
 def mask_card_data(text: str) -> str:
     """Keeps BIN and last four of anything that looks like a card number; hides CVVs."""
-    text = _PAN.sub(lambda m: f"{m.group(1)}******{m.group(2)[-4:]}", text)
+    text = _PAN.sub(_mask_pan, text)
     return _CSC.sub(r'\1"***"', text)
