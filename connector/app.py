@@ -58,8 +58,9 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         database=database,
         merchants=MerchantService(database),
-        payments=PaymentService(database, settings, FieldCipher(settings.encryption_keys),
-                                acquirers),
+        payments=PaymentService(
+            database, settings, FieldCipher(settings.encryption_keys), acquirers
+        ),
         sandbox=sandbox,
         manifest=build_manifest(settings),
     )
@@ -107,8 +108,10 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    for candidate in (Path(__file__).resolve().parents[1] / "openapi.yaml",
-                      Path(__file__).resolve().parent / "openapi.yaml"):
+    for candidate in (
+        Path(__file__).resolve().parents[1] / "openapi.yaml",
+        Path(__file__).resolve().parent / "openapi.yaml",
+    ):
         if candidate.exists():
             document: dict[str, Any] = yaml.safe_load(candidate.read_text())
             return document

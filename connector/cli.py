@@ -71,11 +71,17 @@ def merchants_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def merchants_list(args: argparse.Namespace, settings: Settings) -> int:
     merchants = _with_database(settings, lambda db: MerchantService(db).list())
-    _print_json([
-        {"name": m.name, "appKey": m.app_key, "createdAt": m.created_at.isoformat(),
-         "tokenRotatedAt": m.token_rotated_at.isoformat()}
-        for m in merchants
-    ])
+    _print_json(
+        [
+            {
+                "name": m.name,
+                "appKey": m.app_key,
+                "createdAt": m.created_at.isoformat(),
+                "tokenRotatedAt": m.token_rotated_at.isoformat(),
+            }
+            for m in merchants
+        ]
+    )
     return 0
 
 
@@ -145,9 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--app-key")
     add.add_argument("--app-token")
     add.set_defaults(handler=merchants_add)
-    merchant_commands.add_parser("list", help="list merchants").set_defaults(
-        handler=merchants_list
-    )
+    merchant_commands.add_parser("list", help="list merchants").set_defaults(handler=merchants_list)
     rotate = merchant_commands.add_parser("rotate-token", help="issue a new app token")
     rotate.add_argument("name")
     rotate.set_defaults(handler=merchants_rotate)
@@ -157,9 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="encryption keys for personal data")
     key_commands = keys.add_subparsers(dest="key_command", required=True)
-    key_commands.add_parser("generate", help="print a new key").set_defaults(
-        handler=keys_generate
-    )
+    key_commands.add_parser("generate", help="print a new key").set_defaults(handler=keys_generate)
     key_commands.add_parser(
         "rotate", help="re-encrypt stored data under the first configured key"
     ).set_defaults(handler=keys_rotate)

@@ -1,14 +1,14 @@
 """One exception tree, rendered as HTTP in exactly one place (`connector.app`).
 
-    ConnectorError                 code, http_status, safe message
-    ├── BadRequest                 400  malformed JSON, missing or invalid fields
-    │   └── PayloadTooLarge        413  body over the configured limit
-    ├── Unauthorized               401  missing or wrong credentials
-    ├── NotFound                   404  unknown payment (or another merchant's)
-    ├── InvalidTransition          500  a state change the state machine forbids: a bug
-    └── AcquirerError              the acquirer could not give an answer
-        ├── AcquirerUnavailable    500  transient: VTEX retries the same request
-        └── AcquirerTimeout        500  no answer within the time budget
+ConnectorError                 code, http_status, safe message
+├── BadRequest                 400  malformed JSON, missing or invalid fields
+│   └── PayloadTooLarge        413  body over the configured limit
+├── Unauthorized               401  missing or wrong credentials
+├── NotFound                   404  unknown payment (or another merchant's)
+├── InvalidTransition          500  a state change the state machine forbids: a bug
+└── AcquirerError              the acquirer could not give an answer
+    ├── AcquirerUnavailable    500  transient: VTEX retries the same request
+    └── AcquirerTimeout        500  no answer within the time budget
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ class ConnectorError(Exception):
             self.code = code
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code!r}, http_status={self.http_status}, " \
+        return (
+            f"{type(self).__name__}(code={self.code!r}, http_status={self.http_status}, "
             f"message={self.message!r})"
+        )
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"

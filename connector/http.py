@@ -47,8 +47,9 @@ async def authenticate(request: Request) -> Merchant:
             merchant = await found.merchants.by_name(anonymous)
             if merchant is not None:
                 return merchant
-        raise Unauthorized("missing X-VTEX-API-AppKey/X-VTEX-API-AppToken headers",
-                           code="missing-credentials")
+        raise Unauthorized(
+            "missing X-VTEX-API-AppKey/X-VTEX-API-AppToken headers", code="missing-credentials"
+        )
     return await found.merchants.authenticate(app_key, app_token)
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select, update
-
 from connector.db.engine import Database
-from connector.db.tables import Payment
+from connector.payments.repository import PaymentRepository
 from connector.security import FieldCipher
 
 BATCH = 500
@@ -18,18 +16,10 @@ async def reencrypt_personal_data(database: Database, cipher: FieldCipher) -> in
     done, after = 0, uuid.UUID(int=0)
     while True:
         async with database.writer() as session:
-            rows = (await session.execute(
-                select(Payment.id, Payment.personal_data)
-                .where(Payment.id > after, Payment.personal_data.is_not(None))
-                .order_by(Payment.id)
-                .limit(BATCH)
-            )).all()
+            repository = PaymentRepository(session)
+            rows = await repository.personal_data_batch(after, BATCH)
             for pk, blob in rows:
-                assert blob is not None
-                await session.execute(
-                    update(Payment).where(Payment.id == pk)
-                    .values(personal_data=cipher.rotate(blob))
-                )
+                await repository.set_personal_data(pk, cipher.rotate(blob))
         if not rows:
             return done
         done += len(rows)

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
 
     acquirer: Literal["sandbox"] = "sandbox"
     acquirer_timeout_seconds: float = Field(default=4.0, gt=0, le=15)
+    # An authorization or operation attempt older than this lost its process or its answer, and
+    # a retry of the same request may take it over (after asking the acquirer what happened).
+    attempt_stale_seconds: float = Field(default=5.0, gt=0)
     sandbox_latency_ms: int = Field(default=0, ge=0)
     # Probability (0..1) that a sandbox acquirer call fails as "unavailable"; for demos only.
     sandbox_failure_rate: float = Field(default=0.0, ge=0, le=1)
@@ -78,6 +81,8 @@ class Settings(BaseSettings):
     def _check_ranges(self) -> Settings:
         if self.auto_settle_delay_min_hours > self.auto_settle_delay_max_hours:
             raise ValueError("auto_settle_delay_min_hours exceeds auto_settle_delay_max_hours")
+        if self.attempt_stale_seconds <= self.acquirer_timeout_seconds:
+            raise ValueError("attempt_stale_seconds must exceed acquirer_timeout_seconds")
         if not self.payment_methods:
             raise ValueError("payment_methods must name at least one method")
         return self

@@ -61,9 +61,7 @@ def _postgres_database() -> Iterator[str]:
             pytest.fail(f"{reason} (CI=true requires it)")
         pytest.skip(reason)
     try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(
-            hide_password=False
-        )
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:
         asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -122,10 +120,16 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+# Short budgets for tests of timeouts and take-overs: an attempt is stale after 0.8 s.
+FAST = {"acquirer_timeout_seconds": 0.5, "attempt_stale_seconds": 0.8,
+        "duplicate_wait_seconds": 0.5}
+
+
 @pytest.fixture
-def settings_overrides() -> dict[str, Any]:
-    """Override in a test module to change the service's settings."""
-    return {}
+def settings_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings for one test: `@pytest.mark.parametrize("settings_overrides", [...],
+    indirect=True)`."""
+    return dict(getattr(request, "param", {}))
 
 
 @pytest.fixture

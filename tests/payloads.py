@@ -39,26 +39,51 @@ _CREATE_PAYMENT: dict[str, Any] = {
     "ipAddress": "187.105.111.65",
     "miniCart": {
         "buyer": {
-            "id": "c1245228-1c68-11e6-94ac-0afa86a846a5", "firstName": "John",
-            "lastName": "Doe", "document": "01234567890", "documentType": "cpf",
-            "corporateName": None, "tradeName": None, "corporateDocument": None,
-            "isCorporate": False, "email": "john.doe@example.com", "phone": "+5521999999999",
+            "id": "c1245228-1c68-11e6-94ac-0afa86a846a5",
+            "firstName": "John",
+            "lastName": "Doe",
+            "document": "01234567890",
+            "documentType": "cpf",
+            "corporateName": None,
+            "tradeName": None,
+            "corporateDocument": None,
+            "isCorporate": False,
+            "email": "john.doe@example.com",
+            "phone": "+5521999999999",
             "createdDate": "2020-02-18T18:17:45",
         },
         "shippingAddress": {
-            "country": "BRA", "street": "Praia de Botafogo St.", "number": "300",
-            "complement": "3rd Floor", "neighborhood": "Botafogo", "postalCode": "22250040",
-            "city": "Rio de Janeiro", "state": "RJ",
+            "country": "BRA",
+            "street": "Praia de Botafogo St.",
+            "number": "300",
+            "complement": "3rd Floor",
+            "neighborhood": "Botafogo",
+            "postalCode": "22250040",
+            "city": "Rio de Janeiro",
+            "state": "RJ",
         },
         "billingAddress": {
-            "country": "BRA", "street": "Brigadeiro Faria Lima Avenue", "number": "4440",
-            "complement": "10th Floor", "neighborhood": "Itaim Bibi", "postalCode": "04538132",
-            "city": "São Paulo", "state": "SP",
+            "country": "BRA",
+            "street": "Brigadeiro Faria Lima Avenue",
+            "number": "4440",
+            "complement": "10th Floor",
+            "neighborhood": "Itaim Bibi",
+            "postalCode": "04538132",
+            "city": "São Paulo",
+            "state": "SP",
         },
-        "items": [{
-            "id": "8", "name": "Tenis Preto I", "price": 30.9, "quantity": 1, "discount": 0.0,
-            "deliveryType": "Normal", "categoryId": "5", "sellerId": "1",
-        }],
+        "items": [
+            {
+                "id": "8",
+                "name": "Tenis Preto I",
+                "price": 30.9,
+                "quantity": 1,
+                "discount": 0.0,
+                "deliveryType": "Normal",
+                "categoryId": "5",
+                "sellerId": "1",
+            }
+        ],
         "shippingValue": 1.0,
         "taxValue": 0.0,
     },
@@ -84,13 +109,22 @@ def create_payment(
 
 
 def settlement(payment_id: str, value: float, request_id: str | None = None) -> dict[str, Any]:
-    return {"paymentId": payment_id, "requestId": request_id or uuid.uuid4().hex,
-            "transactionId": "2F023FD5A72A49D48A8633252B7CCBD6", "value": value}
+    return {
+        "paymentId": payment_id,
+        "requestId": request_id or uuid.uuid4().hex,
+        "transactionId": "2F023FD5A72A49D48A8633252B7CCBD6",
+        "value": value,
+    }
 
 
 def refund(payment_id: str, value: float, request_id: str | None = None) -> dict[str, Any]:
-    return {"paymentId": payment_id, "requestId": request_id or uuid.uuid4().hex,
-            "transactionId": "2F023FD5A72A49D48A8633252B7CCBD6", "settleId": "x", "value": value}
+    return {
+        "paymentId": payment_id,
+        "requestId": request_id or uuid.uuid4().hex,
+        "transactionId": "2F023FD5A72A49D48A8633252B7CCBD6",
+        "settleId": "x",
+        "value": value,
+    }
 
 
 def cancellation(payment_id: str, request_id: str | None = None) -> dict[str, Any]:

@@ -162,8 +162,12 @@ class SandboxAcquirer:
         existing = await self._first_call("authorize", key)
         if existing is not None:
             await self._record(
-                SandboxAcquirerCall(operation="authorize", idempotency_key=key,
-                                    amount_minor=request.amount_minor, outcome=REPLAYED)
+                SandboxAcquirerCall(
+                    operation="authorize",
+                    idempotency_key=key,
+                    amount_minor=request.amount_minor,
+                    outcome=REPLAYED,
+                )
             )
             return self._result(existing)
         outcome, code, _message, later = self._decide(request)
@@ -191,8 +195,12 @@ class SandboxAcquirer:
         existing = await self._first_call(operation, request.idempotency_key)
         if existing is not None:
             await self._record(
-                SandboxAcquirerCall(operation=operation, idempotency_key=request.idempotency_key,
-                                    amount_minor=request.amount_minor, outcome=REPLAYED)
+                SandboxAcquirerCall(
+                    operation=operation,
+                    idempotency_key=request.idempotency_key,
+                    amount_minor=request.amount_minor,
+                    outcome=REPLAYED,
+                )
             )
             return self._operation_result(existing)
         refusal = await self._refusal(operation, request)

@@ -34,3 +34,8 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(
             lambda sync: MigrationContext.configure(sync).get_current_revision()
         )
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    """Undo migrations down to `revision` ("base" removes every table)."""
+    command.downgrade(alembic_config(database_url), revision)

@@ -36,8 +36,10 @@ class PaymentRepository:
 
     async def insert_if_absent(self, values: dict[str, Any]) -> tuple[Payment, bool]:
         """Insert unless (merchant, paymentId) exists; the unique constraint decides the race."""
-        statement = _insert(self._session, Payment).values(**values).on_conflict_do_nothing(
-            index_elements=["merchant_id", "payment_id"]
+        statement = (
+            _insert(self._session, Payment)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["merchant_id", "payment_id"])
         )
         created = _changed(await self._session.execute(statement))
         payment = await self.get(values["merchant_id"], values["payment_id"])
@@ -69,7 +71,10 @@ class PaymentRepository:
         )
 
     async def decide(
-        self, pk: uuid.UUID, sources: Iterable[PaymentState], target: PaymentState,
+        self,
+        pk: uuid.UUID,
+        sources: Iterable[PaymentState],
+        target: PaymentState,
         **values: Any,
     ) -> bool:
         """Move an undecided payment to `target` unless someone else decided it first."""
@@ -79,6 +84,23 @@ class PaymentRepository:
                 .where(Payment.id == pk, Payment.status.in_(list(sources)))
                 .values(status=target, updated_at=utcnow(), **values)
             )
+        )
+
+    async def personal_data_batch(
+        self, after: uuid.UUID, limit: int
+    ) -> list[tuple[uuid.UUID, bytes]]:
+        """Encrypted personal data in primary-key order, for key rotation."""
+        rows = await self._session.execute(
+            select(Payment.id, Payment.personal_data)
+            .where(Payment.id > after, Payment.personal_data.is_not(None))
+            .order_by(Payment.id)
+            .limit(limit)
+        )
+        return [(pk, blob) for pk, blob in rows if blob is not None]
+
+    async def set_personal_data(self, pk: uuid.UUID, blob: bytes) -> None:
+        await self._session.execute(
+            update(Payment).where(Payment.id == pk).values(personal_data=blob)
         )
 
     # ------------------------------------------------------------------ cumulative limits
@@ -93,16 +115,22 @@ class PaymentRepository:
                     Payment.status.in_([S.APPROVED, S.SETTLED]),
                     Payment.settled_minor + amount <= limit,
                 )
-                .values(settled_minor=Payment.settled_minor + amount, status=S.SETTLED,
-                        updated_at=utcnow())
+                .values(
+                    settled_minor=Payment.settled_minor + amount,
+                    status=S.SETTLED,
+                    updated_at=utcnow(),
+                )
             )
         )
 
     async def release_settlement(self, pk: uuid.UUID, amount: int) -> None:
         await self._session.execute(
             update(Payment)
-            .where(Payment.id == pk, Payment.status == S.SETTLED,
-                   Payment.settled_minor - amount >= Payment.refunded_minor)
+            .where(
+                Payment.id == pk,
+                Payment.status == S.SETTLED,
+                Payment.settled_minor - amount >= Payment.refunded_minor,
+            )
             .values(
                 settled_minor=Payment.settled_minor - amount,
                 status=case((Payment.settled_minor - amount == 0, S.APPROVED), else_=S.SETTLED),
@@ -119,16 +147,18 @@ class PaymentRepository:
                     Payment.status.in_([S.SETTLED, S.REFUNDED]),
                     Payment.refunded_minor + amount <= Payment.settled_minor,
                 )
-                .values(refunded_minor=Payment.refunded_minor + amount, status=S.REFUNDED,
-                        updated_at=utcnow())
+                .values(
+                    refunded_minor=Payment.refunded_minor + amount,
+                    status=S.REFUNDED,
+                    updated_at=utcnow(),
+                )
             )
         )
 
     async def release_refund(self, pk: uuid.UUID, amount: int) -> None:
         await self._session.execute(
             update(Payment)
-            .where(Payment.id == pk, Payment.status == S.REFUNDED,
-                   Payment.refunded_minor >= amount)
+            .where(Payment.id == pk, Payment.status == S.REFUNDED, Payment.refunded_minor >= amount)
             .values(
                 refunded_minor=Payment.refunded_minor - amount,
                 status=case((Payment.refunded_minor - amount == 0, S.SETTLED), else_=S.REFUNDED),
@@ -149,8 +179,9 @@ class PaymentRepository:
     async def release_cancellation(self, pk: uuid.UUID, back_to: PaymentState) -> None:
         await self._session.execute(
             update(Payment)
-            .where(Payment.id == pk, Payment.status == S.CANCELLED,
-                   Payment.cancellation_id.is_(None))
+            .where(
+                Payment.id == pk, Payment.status == S.CANCELLED, Payment.cancellation_id.is_(None)
+            )
             .values(status=back_to, updated_at=utcnow())
         )
 
@@ -166,10 +197,19 @@ class PaymentRepository:
     async def insert_operation_if_absent(
         self, payment_pk: uuid.UUID, kind: str, request_id: str, amount: int
     ) -> tuple[PaymentOperation, bool]:
-        statement = _insert(self._session, PaymentOperation).values(
-            id=uuid.uuid4(), payment_pk=payment_pk, kind=kind, request_id=request_id,
-            amount_minor=amount, state="in_progress", created_at=utcnow(),
-        ).on_conflict_do_nothing(index_elements=["payment_pk", "kind", "request_id"])
+        statement = (
+            _insert(self._session, PaymentOperation)
+            .values(
+                id=uuid.uuid4(),
+                payment_pk=payment_pk,
+                kind=kind,
+                request_id=request_id,
+                amount_minor=amount,
+                state="in_progress",
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["payment_pk", "kind", "request_id"])
+        )
         created = _changed(await self._session.execute(statement))
         operation = await self.get_operation(payment_pk, kind, request_id)
         assert operation is not None
@@ -181,22 +221,25 @@ class PaymentRepository:
         return await self._session.scalar(
             select(PaymentOperation)
             .where(
-                and_(PaymentOperation.payment_pk == payment_pk, PaymentOperation.kind == kind,
-                     PaymentOperation.request_id == request_id)
+                and_(
+                    PaymentOperation.payment_pk == payment_pk,
+                    PaymentOperation.kind == kind,
+                    PaymentOperation.request_id == request_id,
+                )
             )
             .execution_options(populate_existing=True)
         )
 
-    async def take_over_operation(
-        self, operation_id: uuid.UUID, stale_before: datetime
-    ) -> bool:
+    async def take_over_operation(self, operation_id: uuid.UUID, stale_before: datetime) -> bool:
         """Claim an operation left in progress by a crashed or timed-out attempt."""
         return _changed(
             await self._session.execute(
                 update(PaymentOperation)
-                .where(PaymentOperation.id == operation_id,
-                       PaymentOperation.state == "in_progress",
-                       PaymentOperation.created_at < stale_before)
+                .where(
+                    PaymentOperation.id == operation_id,
+                    PaymentOperation.state == "in_progress",
+                    PaymentOperation.created_at < stale_before,
+                )
                 .values(created_at=utcnow())
             )
         )
@@ -207,8 +250,7 @@ class PaymentRepository:
         await self._session.execute(
             update(PaymentOperation)
             .where(PaymentOperation.id == operation_id)
-            .values(state=state, http_status=http_status, response=response,
-                    completed_at=utcnow())
+            .values(state=state, http_status=http_status, response=response, completed_at=utcnow())
         )
 
     async def delete_operation(self, operation_id: uuid.UUID) -> None:

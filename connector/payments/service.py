@@ -108,7 +108,7 @@ class PaymentService:
         self._cipher = cipher
         self._acquirers = acquirers
         # An attempt older than this lost its process (or its answer): another may take over.
-        self._stale_after = timedelta(seconds=settings.acquirer_timeout_seconds + 1)
+        self._stale_after = timedelta(seconds=settings.attempt_stale_seconds)
 
     # ================================================================== authorization
 
@@ -117,8 +117,9 @@ class PaymentService:
     ) -> CreatePaymentResponse:
         currency = request.currency.upper()
         if not _CURRENCY.match(currency):
-            raise BadRequest(f"currency {request.currency!r} is not an ISO 4217 code",
-                             code="invalid-currency")
+            raise BadRequest(
+                f"currency {request.currency!r} is not an ISO 4217 code", code="invalid-currency"
+            )
         amount = self._minor(request.value, currency)
         card = _card_data(request)
         test_suite = test_suite and self._settings.test_suite_enabled
@@ -126,8 +127,9 @@ class PaymentService:
         now = utcnow()
         async with self._db.writer() as session:
             payment, created = await PaymentRepository(session).insert_if_absent(
-                self._new_payment_values(merchant, request, currency, amount, card,
-                                         acquirer_name, test_suite, now)
+                self._new_payment_values(
+                    merchant, request, currency, amount, card, acquirer_name, test_suite, now
+                )
             )
         if created:
             log.info("payment %s received (%s %s)", request.payment_id, amount, currency)
@@ -137,44 +139,69 @@ class PaymentService:
         return self._response(payment)
 
     def _new_payment_values(
-        self, merchant: Merchant, request: CreatePaymentRequest, currency: str, amount: int,
-        card: CardData | None, acquirer_name: str, test_suite: bool, now: datetime,
+        self,
+        merchant: Merchant,
+        request: CreatePaymentRequest,
+        currency: str,
+        amount: int,
+        card: CardData | None,
+        acquirer_name: str,
+        test_suite: bool,
+        now: datetime,
     ) -> dict[str, Any]:
         pk = uuid.uuid4()
         settings = self._settings
         return {
-            "id": pk, "merchant_id": merchant.id, "payment_id": request.payment_id,
-            "transaction_id": request.transaction_id, "order_id": request.order_id,
-            "reference": request.reference, "payment_method": request.payment_method,
-            "currency": currency, "amount_minor": amount, "installments": request.installments,
-            "status": S.RECEIVED, "tid": f"TID-{pk.hex[:16].upper()}", "acquirer": acquirer_name,
+            "id": pk,
+            "merchant_id": merchant.id,
+            "payment_id": request.payment_id,
+            "transaction_id": request.transaction_id,
+            "order_id": request.order_id,
+            "reference": request.reference,
+            "payment_method": request.payment_method,
+            "currency": currency,
+            "amount_minor": amount,
+            "installments": request.installments,
+            "status": S.RECEIVED,
+            "tid": f"TID-{pk.hex[:16].upper()}",
+            "acquirer": acquirer_name,
             "delay_to_auto_settle": settings.delay_to_auto_settle,
             "delay_to_auto_settle_after_antifraud": settings.delay_to_auto_settle_after_antifraud,
             "delay_to_cancel": settings.delay_to_cancel,
-            "card_bin": card.bin if card else None, "card_last4": card.last4 if card else None,
-            "is_test_suite": test_suite, "sandbox_mode": bool(request.sandbox_mode),
-            "callback_url": request.callback_url, "return_url": request.return_url,
+            "card_bin": card.bin if card else None,
+            "card_last4": card.last4 if card else None,
+            "is_test_suite": test_suite,
+            "sandbox_mode": bool(request.sandbox_mode),
+            "callback_url": request.callback_url,
+            "return_url": request.return_url,
             "inbound_requests_url": request.inbound_requests_url,
             "personal_data": self._encrypt_personal_data(request),
-            "settled_minor": 0, "refunded_minor": 0, "authorizing_since": now,
-            "created_at": now, "updated_at": now,
+            "settled_minor": 0,
+            "refunded_minor": 0,
+            "authorizing_since": now,
+            "created_at": now,
+            "updated_at": now,
         }
 
     def _encrypt_personal_data(self, request: CreatePaymentRequest) -> bytes | None:
         cart = request.mini_cart
         data = {
-            "buyer": cart.buyer.model_dump(by_alias=True, mode="json") if cart and cart.buyer
+            "buyer": cart.buyer.model_dump(by_alias=True, mode="json")
+            if cart and cart.buyer
             else None,
             "shippingAddress": cart.shipping_address.model_dump(by_alias=True, mode="json")
-            if cart and cart.shipping_address else None,
+            if cart and cart.shipping_address
+            else None,
             "billingAddress": cart.billing_address.model_dump(by_alias=True, mode="json")
-            if cart and cart.billing_address else None,
+            if cart and cart.billing_address
+            else None,
             "cardHolder": request.card.holder if request.card else None,
             "cardDocument": request.card.document if request.card else None,
             "ipAddress": request.ip_address,
             "deviceFingerprint": request.device_fingerprint,
             "merchantSettings": [s.model_dump(mode="json") for s in request.merchant_settings]
-            if request.merchant_settings else None,
+            if request.merchant_settings
+            else None,
         }
         present = {key: value for key, value in data.items() if value}
         return self._cipher.encrypt_json(present) if present else None
@@ -183,9 +210,13 @@ class PaymentService:
         """Ask the acquirer (same key on every attempt) and record what it said."""
         acquirer = self._acquirers[payment.acquirer]
         request = AuthorizationRequest(
-            idempotency_key=_authorization_key(payment), amount_minor=payment.amount_minor,
-            currency=payment.currency, payment_method=payment.payment_method,
-            installments=payment.installments, card=card, test_suite=payment.is_test_suite,
+            idempotency_key=_authorization_key(payment),
+            amount_minor=payment.amount_minor,
+            currency=payment.currency,
+            payment_method=payment.payment_method,
+            installments=payment.installments,
+            card=card,
+            test_suite=payment.is_test_suite,
         )
         try:
             result = await self._within_budget(acquirer.authorize(request), acquirer.name)
@@ -199,8 +230,12 @@ class PaymentService:
     ) -> Payment:
         values: dict[str, Any] = {}
         if result is not None:
-            values = {"authorization_id": result.authorization_id, "nsu": result.nsu,
-                      "acquirer_code": result.code, "acquirer_message": result.message}
+            values = {
+                "authorization_id": result.authorization_id,
+                "nsu": result.nsu,
+                "acquirer_code": result.code,
+                "acquirer_message": result.message,
+            }
         if target is not S.PENDING:
             values["authorizing_since"] = None
         async with self._db.writer() as session:
@@ -278,7 +313,8 @@ class PaymentService:
             delayToAutoSettleAfterAntifraud=payment.delay_to_auto_settle_after_antifraud,
             delayToCancel=payment.delay_to_cancel,
             maxValue=money.from_minor(payment.max_value_minor, payment.currency)
-            if payment.max_value_minor is not None else None,
+            if payment.max_value_minor is not None
+            else None,
             cardBrand=payment.payment_method if payment.card_last4 else None,
             firstDigits=payment.card_bin,
             lastDigits=payment.card_last4,
@@ -289,28 +325,52 @@ class PaymentService:
     async def settle(
         self, merchant: Merchant, payment_id: str, request: SettlementRequest
     ) -> OperationReply:
-        return await self._operate(OperationKind.SETTLEMENT, merchant.id, payment_id,
-                                   request.request_id, request.payment_id, request.value)
+        return await self._operate(
+            OperationKind.SETTLEMENT,
+            merchant.id,
+            payment_id,
+            request.request_id,
+            request.payment_id,
+            request.value,
+        )
 
     async def refund(
         self, merchant: Merchant, payment_id: str, request: RefundRequest
     ) -> OperationReply:
-        return await self._operate(OperationKind.REFUND, merchant.id, payment_id,
-                                   request.request_id, request.payment_id, request.value)
+        return await self._operate(
+            OperationKind.REFUND,
+            merchant.id,
+            payment_id,
+            request.request_id,
+            request.payment_id,
+            request.value,
+        )
 
     async def cancel(
         self, merchant: Merchant, payment_id: str, request: CancellationRequest
     ) -> OperationReply:
-        return await self._operate(OperationKind.CANCELLATION, merchant.id, payment_id,
-                                   request.request_id, request.payment_id, None)
+        return await self._operate(
+            OperationKind.CANCELLATION,
+            merchant.id,
+            payment_id,
+            request.request_id,
+            request.payment_id,
+            None,
+        )
 
     async def _operate(
-        self, kind: OperationKind, merchant_id: uuid.UUID, payment_id: str, request_id: str,
-        body_payment_id: str | None, value: Decimal | None,
+        self,
+        kind: OperationKind,
+        merchant_id: uuid.UUID,
+        payment_id: str,
+        request_id: str,
+        body_payment_id: str | None,
+        value: Decimal | None,
     ) -> OperationReply:
         if body_payment_id is not None and body_payment_id != payment_id:
-            raise BadRequest("paymentId in the body differs from the one in the path",
-                             code="payment-id-mismatch")
+            raise BadRequest(
+                "paymentId in the body differs from the one in the path", code="payment-id-mismatch"
+            )
         async with self._db.reader() as session:
             payment = await PaymentRepository(session).get(merchant_id, payment_id)
         if payment is None:
@@ -335,7 +395,10 @@ class PaymentService:
         return await self._execute(kind, payment, operation)
 
     async def _reserve(
-        self, repository: PaymentRepository, kind: OperationKind, payment: Payment,
+        self,
+        repository: PaymentRepository,
+        kind: OperationKind,
+        payment: Payment,
         operation: PaymentOperation,
     ) -> OperationReply | None:
         """Reserve the amount or state atomically; a reply when the operation ends here."""
@@ -361,23 +424,36 @@ class PaymentService:
                 return None
             if state is S.RECEIVED:
                 await repository.delete_operation(operation.id)
-                return self._transient(kind, payment, operation, "authorization-in-progress",
-                                       "The authorization is still in progress; retry later")
+                return self._transient(
+                    kind,
+                    payment,
+                    operation,
+                    "authorization-in-progress",
+                    "The authorization is still in progress; retry later",
+                )
             if state is S.CANCELLED or state is S.DENIED:
                 # Nothing (left) to void: the cancellation succeeds, and says so every time.
                 cancellation_id = current.cancellation_id or _reference("CNL", operation)
                 if state is S.CANCELLED:
                     await repository.set_cancellation_id(current.id, cancellation_id)
                 reply = self._success(kind, payment, operation, cancellation_id)
-                await repository.complete_operation(operation.id, "succeeded", reply.http_status,
-                                                    reply.body)
+                await repository.complete_operation(
+                    operation.id, "succeeded", reply.http_status, reply.body
+                )
                 return reply
-            refusal = _Refusal("payment-already-settled",
-                               "A settled payment cannot be cancelled; refund it instead")
+            refusal = _Refusal(
+                "payment-already-settled",
+                "A settled payment cannot be cancelled; refund it instead",
+            )
         reply = self._refused(kind, payment, operation, refusal)
         await repository.complete_operation(operation.id, "refused", reply.http_status, reply.body)
-        log.info("payment %s: %s %s refused: %s", payment.payment_id, kind,
-                 operation.request_id, refusal.code)
+        log.info(
+            "payment %s: %s %s refused: %s",
+            payment.payment_id,
+            kind,
+            operation.request_id,
+            refusal.code,
+        )
         return reply
 
     async def _execute(
@@ -394,15 +470,22 @@ class PaymentService:
         if kind is OperationKind.CANCELLATION and payment.authorization_id is None:
             result = OperationResult(True, _reference("CNL", operation), None, None)
         else:
-            call = {OperationKind.SETTLEMENT: acquirer.capture,
-                    OperationKind.REFUND: acquirer.refund,
-                    OperationKind.CANCELLATION: acquirer.void}[kind]
+            call = {
+                OperationKind.SETTLEMENT: acquirer.capture,
+                OperationKind.REFUND: acquirer.refund,
+                OperationKind.CANCELLATION: acquirer.void,
+            }[kind]
             try:
                 result = await self._within_budget(call(request), acquirer.name)
             except AcquirerError as error:
                 # Outcome unknown: keep the reservation; VTEX's retry asks again with this key.
-                log.warning("payment %s: %s %s outcome unknown: %r", payment.payment_id, kind,
-                            operation.request_id, error)
+                log.warning(
+                    "payment %s: %s %s outcome unknown: %r",
+                    payment.payment_id,
+                    kind,
+                    operation.request_id,
+                    error,
+                )
                 return self._transient(kind, payment, operation, error.code, error.message)
 
         async with self._db.writer() as session:
@@ -412,21 +495,33 @@ class PaymentService:
                 reply = self._success(kind, payment, operation, result.reference)
                 if kind is OperationKind.CANCELLATION:
                     await repository.set_cancellation_id(payment.id, result.reference)
-                await repository.complete_operation(operation.id, "succeeded", reply.http_status,
-                                                    reply.body)
-                log.info("payment %s: %s %s succeeded", payment.payment_id, kind,
-                         operation.request_id)
+                await repository.complete_operation(
+                    operation.id, "succeeded", reply.http_status, reply.body
+                )
+                log.info(
+                    "payment %s: %s %s succeeded", payment.payment_id, kind, operation.request_id
+                )
                 return reply
             await self._release(repository, kind, payment, operation)
-            reply = self._refused(kind, payment, operation, _Refusal(
-                result.code or "refused-by-acquirer", result.message or "Refused by the acquirer"
-            ))
-            await repository.complete_operation(operation.id, "refused", reply.http_status,
-                                                reply.body)
+            reply = self._refused(
+                kind,
+                payment,
+                operation,
+                _Refusal(
+                    result.code or "refused-by-acquirer",
+                    result.message or "Refused by the acquirer",
+                ),
+            )
+            await repository.complete_operation(
+                operation.id, "refused", reply.http_status, reply.body
+            )
             return reply
 
     async def _release(
-        self, repository: PaymentRepository, kind: OperationKind, payment: Payment,
+        self,
+        repository: PaymentRepository,
+        kind: OperationKind,
+        payment: Payment,
         operation: PaymentOperation,
     ) -> None:
         if kind is OperationKind.SETTLEMENT:
@@ -461,23 +556,37 @@ class PaymentService:
             )
         if won:
             return await self._execute(kind, payment, operation)
-        return self._transient(kind, payment, operation, "operation-in-progress",
-                               "The same request is being processed; retry later")
+        return self._transient(
+            kind,
+            payment,
+            operation,
+            "operation-in-progress",
+            "The same request is being processed; retry later",
+        )
 
     async def _operate_again(
         self, kind: OperationKind, payment: Payment, operation: PaymentOperation
     ) -> OperationReply:
-        amount = None if kind is OperationKind.CANCELLATION else money.from_minor(
-            operation.amount_minor, payment.currency)
-        return await self._operate(kind, payment.merchant_id, payment.payment_id,
-                                   operation.request_id,
-                                   None, amount)
+        amount = (
+            None
+            if kind is OperationKind.CANCELLATION
+            else money.from_minor(operation.amount_minor, payment.currency)
+        )
+        return await self._operate(
+            kind, payment.merchant_id, payment.payment_id, operation.request_id, None, amount
+        )
 
     # ------------------------------------------------------------------ replies
 
     def _body(
-        self, kind: OperationKind, payment: Payment, operation: PaymentOperation,
-        reference: str | None, amount: int, code: str | None, message: str,
+        self,
+        kind: OperationKind,
+        payment: Payment,
+        operation: PaymentOperation,
+        reference: str | None,
+        amount: int,
+        code: str | None,
+        message: str,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"paymentId": payment.payment_id, _ID_FIELD[kind]: reference}
         if kind is not OperationKind.CANCELLATION:
@@ -488,21 +597,38 @@ class PaymentService:
     def _success(
         self, kind: OperationKind, payment: Payment, operation: PaymentOperation, reference: str
     ) -> OperationReply:
-        return OperationReply(200, self._body(kind, payment, operation, reference,
-                                              operation.amount_minor, None,
-                                              _SUCCESS_MESSAGE[kind]))
+        return OperationReply(
+            200,
+            self._body(
+                kind,
+                payment,
+                operation,
+                reference,
+                operation.amount_minor,
+                None,
+                _SUCCESS_MESSAGE[kind],
+            ),
+        )
 
     def _refused(
-        self, kind: OperationKind, payment: Payment, operation: PaymentOperation,
+        self,
+        kind: OperationKind,
+        payment: Payment,
+        operation: PaymentOperation,
         refusal: _Refusal,
     ) -> OperationReply:
         # 200 with a null id: a definitive no that VTEX should not retry (5xx would be retried
         # for a day and count towards Contingency Mode).
-        return OperationReply(200, self._body(kind, payment, operation, None, 0, refusal.code,
-                                              refusal.message))
+        return OperationReply(
+            200, self._body(kind, payment, operation, None, 0, refusal.code, refusal.message)
+        )
 
     def _transient(
-        self, kind: OperationKind, payment: Payment, operation: PaymentOperation, code: str,
+        self,
+        kind: OperationKind,
+        payment: Payment,
+        operation: PaymentOperation,
+        code: str,
         message: str,
     ) -> OperationReply:
         # 500 is VTEX's signal to retry the same request later (settlements and cancellations
@@ -551,7 +677,9 @@ def _card_data(request: CreatePaymentRequest) -> CardData | None:
     number = re.sub(r"[ -]", "", card.number) if card.number else None
     expiration = card.expiration
     return CardData(
-        number=number or None, csc=card.csc, holder=card.holder,
+        number=number or None,
+        csc=card.csc,
+        holder=card.holder,
         expiry_month=expiration.month if expiration else None,
         expiry_year=expiration.year if expiration else None,
     )
@@ -564,8 +692,8 @@ def _settlement_refusal(payment: Payment, amount: int) -> _Refusal:
     limit = payment.max_value_minor or payment.amount_minor
     return _Refusal(
         "exceeds-authorized-value",
-        f"Settling {amount} would exceed the authorized {limit} "
-        f"({payment.settled_minor} already settled), in minor units of {payment.currency}",
+        f"Settling {_money(amount, payment)} would exceed the authorized "
+        f"{_money(limit, payment)} ({_money(payment.settled_minor, payment)} already settled)",
     )
 
 
@@ -575,9 +703,14 @@ def _refund_refusal(payment: Payment, amount: int) -> _Refusal:
         return _Refusal("payment-not-settled", f"A payment in state {state} cannot be refunded")
     return _Refusal(
         "exceeds-settled-value",
-        f"Refunding {amount} would exceed the settled {payment.settled_minor} "
-        f"({payment.refunded_minor} already refunded), in minor units of {payment.currency}",
+        f"Refunding {_money(amount, payment)} would exceed the settled "
+        f"{_money(payment.settled_minor, payment)} "
+        f"({_money(payment.refunded_minor, payment)} already refunded)",
     )
+
+
+def _money(minor: int, payment: Payment) -> str:
+    return f"{money.from_minor(minor, payment.currency)} {payment.currency}"
 
 
 __all__ = ["OperationKind", "OperationReply", "PaymentService"]

@@ -24,8 +24,10 @@ async def test_manifest_is_public(client: httpx.AsyncClient):
     assert response.status_code == 200
     manifest = response.json()
     assert {m["name"] for m in manifest["paymentMethods"]} >= {"Visa", "Mastercard"}
-    assert all(m["allowsSplit"] in {"onAuthorize", "onCapture", "disabled"}
-               for m in manifest["paymentMethods"])
+    assert all(
+        m["allowsSplit"] in {"onAuthorize", "onCapture", "disabled"}
+        for m in manifest["paymentMethods"]
+    )
     assert manifest["autoSettleDelay"] == {"minimum": "0", "maximum": "168"}
     assert manifest["customFields"] == []
     assert (await client.get("/payment-methods")).json()["paymentMethods"][0] == "Visa"
@@ -43,8 +45,9 @@ async def test_manifest_is_public(client: httpx.AsyncClient):
 async def test_accepted_credential_headers(
     client: httpx.AsyncClient, merchant: MerchantCredentials, make_headers: Any
 ):
-    response = await client.post("/payments", json=payloads.create_payment(),
-                                 headers=make_headers(merchant))
+    response = await client.post(
+        "/payments", json=payloads.create_payment(), headers=make_headers(merchant)
+    )
     assert response.status_code == 200
 
 
@@ -54,25 +57,43 @@ async def test_accepted_credential_headers(
         (lambda m: {}, "missing-credentials"),
         (lambda m: {"X-VTEX-API-AppKey": "", "X-VTEX-API-AppToken": ""}, "missing-credentials"),
         (lambda m: {"X-VTEX-API-AppKey": m.app_key}, "unauthorized"),
-        (lambda m: {"X-VTEX-API-AppKey": m.app_key, "X-VTEX-API-AppToken": "wrong"},
-         "unauthorized"),
-        (lambda m: {"X-VTEX-API-AppKey": "unknown", "X-VTEX-API-AppToken": m.app_token},
-         "unauthorized"),
-        (lambda m: {"X-VTEX-API-AppKey": m.app_key, "X-VTEX-API-AppToken": m.app_token + "x"},
-         "unauthorized"),
+        (
+            lambda m: {"X-VTEX-API-AppKey": m.app_key, "X-VTEX-API-AppToken": "wrong"},
+            "unauthorized",
+        ),
+        (
+            lambda m: {"X-VTEX-API-AppKey": "unknown", "X-VTEX-API-AppToken": m.app_token},
+            "unauthorized",
+        ),
+        (
+            lambda m: {"X-VTEX-API-AppKey": m.app_key, "X-VTEX-API-AppToken": m.app_token + "x"},
+            "unauthorized",
+        ),
     ],
 )
 async def test_missing_or_wrong_credentials_get_401_and_change_nothing(
-    client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services,
-    make_headers: Any, code: str,
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    services: Services,
+    make_headers: Any,
+    code: str,
 ):
-    for path in ("/payments", "/payments/X/settlements", "/payments/X/refunds",
-                 "/payments/X/cancellations", "/payments/X/cancelations"):
-        response = await client.post(path, json=payloads.create_payment(),
-                                     headers=make_headers(merchant))
+    for path in (
+        "/payments",
+        "/payments/X/settlements",
+        "/payments/X/refunds",
+        "/payments/X/cancellations",
+        "/payments/X/cancelations",
+    ):
+        response = await client.post(
+            path, json=payloads.create_payment(), headers=make_headers(merchant)
+        )
         assert response.status_code == 401, path
-        assert response.json() == {"status": "error", "code": code,
-                                   "message": response.json()["message"]}
+        assert response.json() == {
+            "status": "error",
+            "code": code,
+            "message": response.json()["message"],
+        }
     assert await payment_count(services) == 0
 
 
@@ -84,17 +105,22 @@ async def test_credentials_are_checked_before_the_body(
 
 
 async def test_merchants_never_see_each_others_payments(
-    client: httpx.AsyncClient, merchant: MerchantCredentials,
-    other_merchant: MerchantCredentials, services: Services,
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    other_merchant: MerchantCredentials,
+    services: Services,
 ):
     body = payloads.create_payment()
     await client.post("/payments", json=body, headers=merchant.headers)
     payment_id = body["paymentId"]
-    for path, operation in (("settlements", payloads.settlement(payment_id, 1)),
-                            ("refunds", payloads.refund(payment_id, 1)),
-                            ("cancellations", payloads.cancellation(payment_id))):
-        response = await client.post(f"/payments/{payment_id}/{path}", json=operation,
-                                     headers=other_merchant.headers)
+    for path, operation in (
+        ("settlements", payloads.settlement(payment_id, 1)),
+        ("refunds", payloads.refund(payment_id, 1)),
+        ("cancellations", payloads.cancellation(payment_id)),
+    ):
+        response = await client.post(
+            f"/payments/{payment_id}/{path}", json=operation, headers=other_merchant.headers
+        )
         assert response.status_code == 404
     # The same paymentId under another merchant is another payment, not a view of the first.
     theirs = await client.post("/payments", json=body, headers=other_merchant.headers)
@@ -109,14 +135,15 @@ async def test_rotated_token_replaces_the_old_one(
     rotated = await services.merchants.rotate_token(merchant.name)
     old = await client.post("/payments", json=payloads.create_payment(), headers=merchant.headers)
     assert old.status_code == 401
-    new = await client.post("/payments", json=payloads.create_payment(), headers={
-        "X-VTEX-API-AppKey": rotated.app_key, "X-VTEX-API-AppToken": rotated.app_token})
+    new = await client.post(
+        "/payments",
+        json=payloads.create_payment(),
+        headers={"X-VTEX-API-AppKey": rotated.app_key, "X-VTEX-API-AppToken": rotated.app_token},
+    )
     assert new.status_code == 200
 
 
-async def test_tokens_are_stored_only_as_hashes(
-    merchant: MerchantCredentials, services: Services
-):
+async def test_tokens_are_stored_only_as_hashes(merchant: MerchantCredentials, services: Services):
     found = await services.merchants.by_name(merchant.name)
     assert found is not None
     assert merchant.app_token.encode() not in found.token_digest + found.token_salt

@@ -14,8 +14,17 @@ from tests import payloads
 from tests.conftest import MerchantCredentials, sqlite_file
 
 PAN = "4111111111111111"
-SECRETS = [PAN, "4444333322221111", "john.doe@example.com", "01234567890", "39295416023",
-           "Praia de Botafogo", "+5521999999999", "187.105.111.65", "John Doe"]
+SECRETS = [
+    PAN,
+    "4444333322221111",
+    "john.doe@example.com",
+    "01234567890",
+    "39295416023",
+    "Praia de Botafogo",
+    "+5521999999999",
+    "187.105.111.65",
+    "John Doe",
+]
 
 
 async def database_text(services: Services, database_url: str) -> str:
@@ -36,19 +45,25 @@ async def database_text(services: Services, database_url: str) -> str:
 
 
 async def test_no_card_or_personal_data_in_database_or_logs(
-    client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services,
-    database_url: str, caplog: pytest.LogCaptureFixture,
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    services: Services,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
 ):
     caplog.set_level(logging.DEBUG)
     for number in (PAN, "4444333322221111"):
         body = payloads.create_payment(card_number=number)
         body["card"]["csc"] = "987"
-        response = await client.post("/payments", json=body,
-                                      headers={**merchant.headers, **payloads.TEST_SUITE})
+        response = await client.post(
+            "/payments", json=body, headers={**merchant.headers, **payloads.TEST_SUITE}
+        )
         assert response.json()["status"] == "approved"
-        await client.post(f"/payments/{body['paymentId']}/settlements",
-                          json=payloads.settlement(body["paymentId"], 31.9),
-                          headers=merchant.headers)
+        await client.post(
+            f"/payments/{body['paymentId']}/settlements",
+            json=payloads.settlement(body["paymentId"], 31.9),
+            headers=merchant.headers,
+        )
         # A broken request that carries the card must not echo it either.
         broken = {**body, "value": "not a number"}
         bad = await client.post("/payments", json=broken, headers=merchant.headers)
@@ -63,7 +78,9 @@ async def test_no_card_or_personal_data_in_database_or_logs(
 
 
 async def test_personal_data_is_encrypted_and_readable_with_the_key(
-    client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services,
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    services: Services,
 ):
     body = payloads.create_payment()
     await client.post("/payments", json=body, headers=merchant.headers)
@@ -81,8 +98,9 @@ def test_log_records_are_masked_whatever_the_handler(caplog: pytest.LogCaptureFi
 
     configure_logging("DEBUG")
     caplog.set_level(logging.DEBUG)
-    logging.getLogger("anything.at.all").warning("card %s cvv %s", "4111 1111 1111 1111",
-                                                 '{"csc": "123"}')
+    logging.getLogger("anything.at.all").warning(
+        "card %s cvv %s", "4111 1111 1111 1111", '{"csc": "123"}'
+    )
     assert "4111 1111 1111 1111" not in caplog.text
     assert "411111******1111" in caplog.text
     assert '"csc": "***"' in caplog.text
@@ -101,3 +119,25 @@ def test_log_records_are_masked_whatever_the_handler(caplog: pytest.LogCaptureFi
 )
 def test_mask_card_data(raw: str, masked: str):
     assert mask_card_data(raw) == masked
+
+
+async def test_key_rotation_reencrypts_every_row(
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    services: Services,
+):
+    from cryptography.fernet import Fernet
+    from pydantic import SecretStr
+
+    from connector.keys import reencrypt_personal_data
+
+    for _ in range(3):
+        await client.post("/payments", json=payloads.create_payment(), headers=merchant.headers)
+    new_key = SecretStr(Fernet.generate_key().decode())
+    both = FieldCipher([new_key, *services.settings.encryption_keys])
+    assert await reencrypt_personal_data(services.database, both) == 3
+    only_new = FieldCipher([new_key])
+    async with services.database.reader() as session:
+        blobs = (await session.execute(text("SELECT personal_data FROM payments"))).scalars()
+        emails = {only_new.decrypt_json(bytes(blob))["buyer"]["email"] for blob in blobs}
+    assert emails == {"john.doe@example.com"}

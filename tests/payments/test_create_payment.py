@@ -12,25 +12,42 @@ from sqlalchemy import func, select
 from connector.app import Services
 from connector.db.tables import Payment, SandboxAcquirerCall
 from tests import payloads
-from tests.conftest import MerchantCredentials
+from tests.conftest import FAST, MerchantCredentials
 
 RESPONSE_KEYS = {
-    "paymentId", "status", "authorizationId", "tid", "nsu", "acquirer", "code", "message",
-    "delayToAutoSettle", "delayToAutoSettleAfterAntifraud", "delayToCancel",
+    "paymentId",
+    "status",
+    "authorizationId",
+    "tid",
+    "nsu",
+    "acquirer",
+    "code",
+    "message",
+    "delayToAutoSettle",
+    "delayToAutoSettleAfterAntifraud",
+    "delayToCancel",
 }
 
 
 async def authorize_calls(services: Services) -> int:
     async with services.database.reader() as session:
-        return int(await session.scalar(
-            select(func.count()).select_from(SandboxAcquirerCall)
-            .where(SandboxAcquirerCall.operation == "authorize",
-                   SandboxAcquirerCall.outcome != "replayed")
-        ) or 0)
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(SandboxAcquirerCall)
+                .where(
+                    SandboxAcquirerCall.operation == "authorize",
+                    SandboxAcquirerCall.outcome != "replayed",
+                )
+            )
+            or 0
+        )
 
 
 async def post_payment(
-    client: httpx.AsyncClient, merchant: MerchantCredentials, body: dict[str, Any],
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    body: dict[str, Any],
     test_suite: bool = True,
 ) -> httpx.Response:
     headers = {**merchant.headers, **(payloads.TEST_SUITE if test_suite else {})}
@@ -53,8 +70,9 @@ async def test_test_suite_approved_card(client: httpx.AsyncClient, merchant: Mer
 
 
 async def test_test_suite_denied_card(client: httpx.AsyncClient, merchant: MerchantCredentials):
-    response = await post_payment(client, merchant,
-                                  payloads.create_payment(card_number=payloads.DENIED_CARD))
+    response = await post_payment(
+        client, merchant, payloads.create_payment(card_number=payloads.DENIED_CARD)
+    )
     answer = response.json()
     assert response.status_code == 200
     assert answer["status"] == "denied"
@@ -72,8 +90,12 @@ async def test_test_suite_denied_card(client: httpx.AsyncClient, merchant: Merch
     ],
 )
 async def test_sandbox_rules_for_other_cards(
-    client: httpx.AsyncClient, merchant: MerchantCredentials,
-    card_number: str | None, value: float, status: str, code: str,
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    card_number: str | None,
+    value: float,
+    status: str,
+    code: str,
 ):
     body = payloads.create_payment(card_number=card_number, value=value)
     answer = (await post_payment(client, merchant, body, test_suite=False)).json()
@@ -88,8 +110,9 @@ async def test_repeat_returns_current_state_with_same_ids(
     second = (await post_payment(client, merchant, body)).json()
     assert second == first
     settle = payloads.settlement(body["paymentId"], 31.9)
-    await client.post(f"/payments/{body['paymentId']}/settlements", json=settle,
-                      headers=merchant.headers)
+    await client.post(
+        f"/payments/{body['paymentId']}/settlements", json=settle, headers=merchant.headers
+    )
     third = (await post_payment(client, merchant, body)).json()
     # Settled since, but the authorization's answer and ids do not change.
     assert third == first
@@ -109,49 +132,48 @@ async def test_concurrent_duplicates_in_one_process_authorize_once(
     assert await authorize_calls(services) == 1
 
 
-@pytest.fixture
-def settings_overrides() -> dict[str, Any]:
-    return {"acquirer_timeout_seconds": 0.3, "duplicate_wait_seconds": 0.5}
-
-
+@pytest.mark.parametrize("settings_overrides", [FAST], indirect=True)
 async def test_async_test_card_is_undefined_then_decided_on_retry(
     client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services
 ):
-    services.sandbox.async_decision_seconds = 1.0
+    services.sandbox.async_decision_seconds = 0.5
     body = payloads.create_payment(card_number=payloads.ASYNC_APPROVED_CARD)
     first = (await post_payment(client, merchant, body)).json()
     assert first["status"] == "undefined"
     assert first["authorizationId"] is None
-    await asyncio.sleep(1.5)  # past the sandbox's decision time and the attempt's staleness
+    await asyncio.sleep(1.0)  # past the sandbox's decision and the attempt's staleness (0.8 s)
     second = (await post_payment(client, merchant, body)).json()
     assert second["status"] == "approved"
     assert (second["tid"], second["paymentId"]) == (first["tid"], first["paymentId"])
     assert await authorize_calls(services) == 1
 
 
+@pytest.mark.parametrize("settings_overrides", [FAST], indirect=True)
 async def test_async_denied_card(
     client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services
 ):
-    services.sandbox.async_decision_seconds = 1.0
+    services.sandbox.async_decision_seconds = 0.5
     body = payloads.create_payment(card_number=payloads.ASYNC_DENIED_CARD)
     assert (await post_payment(client, merchant, body)).json()["status"] == "undefined"
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(1.0)
     assert (await post_payment(client, merchant, body)).json()["status"] == "denied"
 
 
+@pytest.mark.parametrize("settings_overrides", [FAST], indirect=True)
 async def test_acquirer_down_answers_undefined_and_retry_authorizes_once(
     client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services
 ):
     services.sandbox.inject_failures("authorize", after_effect=True)
     body = payloads.create_payment()
     assert (await post_payment(client, merchant, body)).json()["status"] == "undefined"
-    await asyncio.sleep(1.4)  # the attempt goes stale (timeout 0.3 s + 1 s)
+    await asyncio.sleep(1.0)  # the attempt goes stale (0.8 s)
     answer = (await post_payment(client, merchant, body)).json()
     assert answer["status"] == "approved"
     # The retry asked the acquirer first, found the authorization, and did not send another.
     assert await authorize_calls(services) == 1
 
 
+@pytest.mark.parametrize("settings_overrides", [FAST], indirect=True)
 async def test_slow_acquirer_is_cut_at_the_budget(
     client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services
 ):
@@ -167,11 +189,21 @@ async def test_lenient_request_shapes_are_accepted(
     client: httpx.AsyncClient, merchant: MerchantCredentials
 ):
     body = payloads.create_payment(card_number=None, paymentMethod="BankInvoice")
-    body["card"] = {"holder": "null", "number": "null", "csc": "null",
-                    "expiration": {"month": "null", "year": "null"}}
+    body["card"] = {
+        "holder": "null",
+        "number": "null",
+        "csc": "null",
+        "expiration": {"month": "null", "year": "null"},
+    }
     body.pop("inboundRequestsUrl")
-    body.update({"inboundRequestUrl": "https://x.example/:action", "sandBoxMode": True,
-                 "someFutureField": {"nested": [1, 2]}, "value": "12.50"})
+    body.update(
+        {
+            "inboundRequestUrl": "https://x.example/:action",
+            "sandBoxMode": True,
+            "someFutureField": {"nested": [1, 2]},
+            "value": "12.50",
+        }
+    )
     response = await post_payment(client, merchant, body, test_suite=False)
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "approved"
@@ -199,8 +231,11 @@ async def test_minimal_body_is_enough(client: httpx.AsyncClient, merchant: Merch
     ],
 )
 async def test_invalid_bodies_get_400_and_change_nothing(
-    client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services,
-    mutate: Any, code: str,
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    services: Services,
+    mutate: Any,
+    code: str,
 ):
     body = payloads.create_payment()
     mutate(body)
@@ -228,8 +263,9 @@ async def test_oversized_body_gets_413(client: httpx.AsyncClient, merchant: Merc
     assert response.json()["code"] == "payload-too-large"
 
 
-async def test_zero_decimal_currency(client: httpx.AsyncClient, merchant: MerchantCredentials,
-                                     services: Services):
+async def test_zero_decimal_currency(
+    client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services
+):
     body = payloads.create_payment(value=1500, currency="JPY")
     assert (await post_payment(client, merchant, body)).status_code == 200
     async with services.database.reader() as session:

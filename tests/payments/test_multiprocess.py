@@ -61,10 +61,13 @@ def two_servers(
     try:
         for _ in range(2):
             port = _free_port()
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "connector.cli", "serve", "--port", str(port)],
-                env=env, cwd=tmp_path,
-            ))
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "connector.cli", "serve", "--port", str(port)],
+                    env=env,
+                    cwd=tmp_path,
+                )
+            )
             urls.append(f"http://127.0.0.1:{port}")
         for url, process in zip(urls, processes, strict=True):
             _wait_ready(url, process)
@@ -79,13 +82,18 @@ def two_servers(
                 process.kill()
 
 
-async def _fire(urls: list[str], path: str, bodies: list[dict[str, object]],
-                headers: dict[str, str]) -> list[httpx.Response]:
+async def _fire(
+    urls: list[str], path: str, bodies: list[dict[str, object]], headers: dict[str, str]
+) -> list[httpx.Response]:
     async with httpx.AsyncClient(timeout=20) as http:
-        return await asyncio.gather(*(
-            http.post(f"{urls[i % len(urls)]}/payment-provider{path}", json=body, headers=headers)
-            for i, body in enumerate(bodies)
-        ))
+        return await asyncio.gather(
+            *(
+                http.post(
+                    f"{urls[i % len(urls)]}/payment-provider{path}", json=body, headers=headers
+                )
+                for i, body in enumerate(bodies)
+            )
+        )
 
 
 async def test_twenty_identical_payments_on_two_processes_authorize_once(
@@ -101,9 +109,13 @@ async def test_twenty_identical_payments_on_two_processes_authorize_once(
     assert len({(a["tid"], a["nsu"], a["authorizationId"]) for a in answers}) == 1
     async with services.database.reader() as session:
         authorizations = await session.scalar(
-            select(func.count()).select_from(SandboxAcquirerCall)
-            .where(SandboxAcquirerCall.operation == "authorize",
-                   SandboxAcquirerCall.outcome != "replayed"))
+            select(func.count())
+            .select_from(SandboxAcquirerCall)
+            .where(
+                SandboxAcquirerCall.operation == "authorize",
+                SandboxAcquirerCall.outcome != "replayed",
+            )
+        )
         payments = await session.scalar(select(func.count()).select_from(Payment))
     assert (authorizations, payments) == (1, 1)
 
@@ -116,8 +128,9 @@ async def test_settlements_racing_on_two_processes_respect_the_limit(
     payment_id = body["paymentId"]
     distinct = [payloads.settlement(payment_id, 30) for _ in range(10)]
     same = [payloads.settlement(payment_id, 10, "same-request")] * 10
-    responses = await _fire(two_servers, f"/payments/{payment_id}/settlements",
-                            distinct + same, merchant.headers)
+    responses = await _fire(
+        two_servers, f"/payments/{payment_id}/settlements", distinct + same, merchant.headers
+    )
 
     assert {r.status_code for r in responses} == {200}
     settled = [r.json() for r in responses if r.json()["settleId"]]
@@ -126,10 +139,15 @@ async def test_settlements_racing_on_two_processes_respect_the_limit(
     async with services.database.reader() as session:
         payment = await session.scalar(select(Payment).where(Payment.payment_id == payment_id))
         captures = await session.scalar(
-            select(func.sum(SandboxAcquirerCall.amount_minor))
-            .where(SandboxAcquirerCall.operation == "capture",
-                   SandboxAcquirerCall.outcome == "succeeded"))
+            select(func.sum(SandboxAcquirerCall.amount_minor)).where(
+                SandboxAcquirerCall.operation == "capture",
+                SandboxAcquirerCall.outcome == "succeeded",
+            )
+        )
     assert payment is not None
     assert payment.settled_minor == captures <= 10_000
-    assert sum(round(s["value"] * 100) for s in settled if s["requestId"] != "same-request") \
-        + (1000 if None not in same_ids else 0) == payment.settled_minor
+    assert (
+        sum(round(s["value"] * 100) for s in settled if s["requestId"] != "same-request")
+        + (1000 if None not in same_ids else 0)
+        == payment.settled_minor
+    )

@@ -12,45 +12,63 @@ from sqlalchemy import func, select
 from connector.app import Services
 from connector.db.tables import Payment, PaymentOperation, SandboxAcquirerCall
 from tests import payloads
-from tests.conftest import MerchantCredentials
-
-
-@pytest.fixture
-def settings_overrides() -> dict[str, Any]:
-    # A short budget so that "stale" attempts (budget + 1 s) come quickly in the tests.
-    return {"acquirer_timeout_seconds": 0.3, "duplicate_wait_seconds": 0.5}
+from tests.conftest import FAST, MerchantCredentials
 
 
 async def approved_payment(
-    client: httpx.AsyncClient, merchant: MerchantCredentials, value: float = 100.0,
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    value: float = 100.0,
     card_number: str = payloads.APPROVED_CARD,
 ) -> str:
     body = payloads.create_payment(card_number=card_number, value=value)
-    response = await client.post("/payments", json=body,
-                                 headers={**merchant.headers, **payloads.TEST_SUITE})
+    response = await client.post(
+        "/payments", json=body, headers={**merchant.headers, **payloads.TEST_SUITE}
+    )
     assert response.status_code == 200
     return str(body["paymentId"])
 
 
-async def settle(client: httpx.AsyncClient, merchant: MerchantCredentials, payment_id: str,
-                 value: float, request_id: str | None = None) -> httpx.Response:
-    return await client.post(f"/payments/{payment_id}/settlements",
-                             json=payloads.settlement(payment_id, value, request_id),
-                             headers=merchant.headers)
+async def settle(
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    payment_id: str,
+    value: float,
+    request_id: str | None = None,
+) -> httpx.Response:
+    return await client.post(
+        f"/payments/{payment_id}/settlements",
+        json=payloads.settlement(payment_id, value, request_id),
+        headers=merchant.headers,
+    )
 
 
-async def refund(client: httpx.AsyncClient, merchant: MerchantCredentials, payment_id: str,
-                 value: float, request_id: str | None = None) -> httpx.Response:
-    return await client.post(f"/payments/{payment_id}/refunds",
-                             json=payloads.refund(payment_id, value, request_id),
-                             headers=merchant.headers)
+async def refund(
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    payment_id: str,
+    value: float,
+    request_id: str | None = None,
+) -> httpx.Response:
+    return await client.post(
+        f"/payments/{payment_id}/refunds",
+        json=payloads.refund(payment_id, value, request_id),
+        headers=merchant.headers,
+    )
 
 
-async def cancel(client: httpx.AsyncClient, merchant: MerchantCredentials, payment_id: str,
-                 request_id: str | None = None, path: str = "cancellations") -> httpx.Response:
-    return await client.post(f"/payments/{payment_id}/{path}",
-                             json=payloads.cancellation(payment_id, request_id),
-                             headers=merchant.headers)
+async def cancel(
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    payment_id: str,
+    request_id: str | None = None,
+    path: str = "cancellations",
+) -> httpx.Response:
+    return await client.post(
+        f"/payments/{payment_id}/{path}",
+        json=payloads.cancellation(payment_id, request_id),
+        headers=merchant.headers,
+    )
 
 
 async def stored(services: Services, payment_id: str) -> Payment:
@@ -62,11 +80,17 @@ async def stored(services: Services, payment_id: str) -> Payment:
 
 async def acquirer_effects(services: Services, operation: str) -> int:
     async with services.database.reader() as session:
-        return int(await session.scalar(
-            select(func.count()).select_from(SandboxAcquirerCall)
-            .where(SandboxAcquirerCall.operation == operation,
-                   SandboxAcquirerCall.outcome == "succeeded")
-        ) or 0)
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(SandboxAcquirerCall)
+                .where(
+                    SandboxAcquirerCall.operation == operation,
+                    SandboxAcquirerCall.outcome == "succeeded",
+                )
+            )
+            or 0
+        )
 
 
 # ----------------------------------------------------------------------------- test suite flow
@@ -147,7 +171,10 @@ async def test_refunds_never_exceed_what_was_settled(
     assert over["refundId"] is None and over["code"] == "exceeds-settled-value"
     payment = await stored(services, payment_id)
     assert (payment.status, payment.settled_minor, payment.refunded_minor) == (
-        "refunded", 6_000, 6_000)
+        "refunded",
+        6_000,
+        6_000,
+    )
 
 
 async def test_settling_a_denied_payment_is_refused(
@@ -203,15 +230,19 @@ async def test_second_cancellation_with_new_request_id_returns_the_first_id(
 
 @pytest.mark.parametrize("operation", ["settlements", "refunds", "cancellations"])
 async def test_same_request_id_replays_the_stored_response(
-    client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services,
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    services: Services,
     operation: str,
 ):
     payment_id = await approved_payment(client, merchant, 100.0)
     if operation == "refunds":
         await settle(client, merchant, payment_id, 100)
-    call = {"settlements": lambda: settle(client, merchant, payment_id, 30, "same"),
-            "refunds": lambda: refund(client, merchant, payment_id, 30, "same"),
-            "cancellations": lambda: cancel(client, merchant, payment_id, "same")}[operation]
+    call = {
+        "settlements": lambda: settle(client, merchant, payment_id, 30, "same"),
+        "refunds": lambda: refund(client, merchant, payment_id, 30, "same"),
+        "cancellations": lambda: cancel(client, merchant, payment_id, "same"),
+    }[operation]
     first = await call()
     second = await call()
     assert first.status_code == second.status_code == 200
@@ -224,8 +255,7 @@ async def test_concurrent_settlements_never_exceed_the_authorization(
     client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services
 ):
     payment_id = await approved_payment(client, merchant, 100.0)
-    responses = await asyncio.gather(*(settle(client, merchant, payment_id, 30)
-                                       for _ in range(10)))
+    responses = await asyncio.gather(*(settle(client, merchant, payment_id, 30) for _ in range(10)))
     accepted = [r.json() for r in responses if r.json()["settleId"]]
     assert len(accepted) == 3
     payment = await stored(services, payment_id)
@@ -238,8 +268,9 @@ async def test_concurrent_repeats_of_one_request_id_settle_once(
 ):
     payment_id = await approved_payment(client, merchant, 100.0)
     services.sandbox.latency_seconds = 0.1
-    responses = await asyncio.gather(*(settle(client, merchant, payment_id, 30, "once")
-                                       for _ in range(10)))
+    responses = await asyncio.gather(
+        *(settle(client, merchant, payment_id, 30, "once") for _ in range(10))
+    )
     assert {r.status_code for r in responses} == {200}
     assert len({r.json()["settleId"] for r in responses}) == 1
     assert (await stored(services, payment_id)).settled_minor == 3_000
@@ -250,8 +281,9 @@ async def test_concurrent_cancel_and_settle_leave_one_winner(
     client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services
 ):
     payment_id = await approved_payment(client, merchant, 100.0)
-    settled, cancelled = await asyncio.gather(settle(client, merchant, payment_id, 100),
-                                              cancel(client, merchant, payment_id))
+    settled, cancelled = await asyncio.gather(
+        settle(client, merchant, payment_id, 100), cancel(client, merchant, payment_id)
+    )
     winners = [bool(settled.json()["settleId"]), bool(cancelled.json()["cancellationId"])]
     assert winners.count(True) == 1
     payment = await stored(services, payment_id)
@@ -261,6 +293,7 @@ async def test_concurrent_cancel_and_settle_leave_one_winner(
 # ----------------------------------------------------------------------------- failures
 
 
+@pytest.mark.parametrize("settings_overrides", [FAST], indirect=True)
 async def test_acquirer_failure_on_capture_answers_500_and_retry_captures_once(
     client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services
 ):
@@ -272,7 +305,7 @@ async def test_acquirer_failure_on_capture_answers_500_and_retry_captures_once(
     # A different requestId cannot capture the amount whose fate is unknown.
     other = (await settle(client, merchant, payment_id, 100)).json()
     assert other["settleId"] is None
-    await asyncio.sleep(1.4)  # the unknown attempt goes stale; VTEX's retry takes it over
+    await asyncio.sleep(1.0)  # the unknown attempt goes stale; VTEX's retry takes it over
     retried = await settle(client, merchant, payment_id, 100, "retry-me")
     assert retried.status_code == 200 and retried.json()["settleId"]
     assert await acquirer_effects(services, "capture") == 1
@@ -310,9 +343,9 @@ async def test_cancelling_while_authorization_in_flight_asks_for_a_retry(
 
 async def test_unknown_payment_is_404(client: httpx.AsyncClient, merchant: MerchantCredentials):
     for path in ("settlements", "refunds", "cancellations"):
-        response = await client.post(f"/payments/NOPE/{path}",
-                                     json={"requestId": "r", "value": 1},
-                                     headers=merchant.headers)
+        response = await client.post(
+            f"/payments/NOPE/{path}", json={"requestId": "r", "value": 1}, headers=merchant.headers
+        )
         assert response.status_code == 404
         assert response.json()["code"] == "payment-not-found"
 
@@ -321,22 +354,34 @@ async def test_body_payment_id_must_match_the_path(
     client: httpx.AsyncClient, merchant: MerchantCredentials
 ):
     payment_id = await approved_payment(client, merchant)
-    response = await client.post(f"/payments/{payment_id}/settlements",
-                                 json=payloads.settlement("SOMETHING-ELSE", 1),
-                                 headers=merchant.headers)
+    response = await client.post(
+        f"/payments/{payment_id}/settlements",
+        json=payloads.settlement("SOMETHING-ELSE", 1),
+        headers=merchant.headers,
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "payment-id-mismatch"
 
 
-@pytest.mark.parametrize("body", [{"value": 1}, {"requestId": "r"}, {"requestId": "r", "value": -1},
-                                  {"requestId": "r", "value": 0},
-                                  {"requestId": "r", "value": 1.001}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"value": 1},
+        {"requestId": "r"},
+        {"requestId": "r", "value": -1},
+        {"requestId": "r", "value": 0},
+        {"requestId": "r", "value": 1.001},
+    ],
+)
 async def test_invalid_settlements_get_400_and_change_nothing(
-    client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services,
+    client: httpx.AsyncClient,
+    merchant: MerchantCredentials,
+    services: Services,
     body: dict[str, Any],
 ):
     payment_id = await approved_payment(client, merchant)
-    response = await client.post(f"/payments/{payment_id}/settlements", json=body,
-                                 headers=merchant.headers)
+    response = await client.post(
+        f"/payments/{payment_id}/settlements", json=body, headers=merchant.headers
+    )
     assert response.status_code == 400
     assert (await stored(services, payment_id)).settled_minor == 0

@@ -47,8 +47,9 @@ async def test_empty_credentials_without_the_header_are_refused(
 )
 async def test_turning_test_suite_handling_off(client: httpx.AsyncClient, services: Services):
     await services.merchants.add("suite")
-    response = await client.post("/payments", json=payloads.create_payment(),
-                                 headers={**EMPTY, **payloads.TEST_SUITE})
+    response = await client.post(
+        "/payments", json=payloads.create_payment(), headers={**EMPTY, **payloads.TEST_SUITE}
+    )
     assert response.status_code == 401
 
 
@@ -57,8 +58,11 @@ async def test_header_is_ignored_when_handling_is_off(
     client: httpx.AsyncClient, services: Services
 ):
     issued = await services.merchants.add("real")
-    headers = {"X-VTEX-API-AppKey": issued.app_key, "X-VTEX-API-AppToken": issued.app_token,
-               **payloads.TEST_SUITE}
+    headers = {
+        "X-VTEX-API-AppKey": issued.app_key,
+        "X-VTEX-API-AppToken": issued.app_token,
+        **payloads.TEST_SUITE,
+    }
     await client.post("/payments", json=payloads.create_payment(), headers=headers)
     async with services.database.reader() as session:
         payment = await session.scalar(select(Payment))

@@ -101,15 +101,19 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payment_operations")),
         sa.UniqueConstraint(
-            "payment_pk", "kind", "request_id",
+            "payment_pk",
+            "kind",
+            "request_id",
             name=op.f("uq_payment_operations_payment_pk_kind_request_id"),
         ),
     )
     op.create_table(
         "sandbox_acquirer_calls",
         sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True, nullable=False,
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
         ),
         sa.Column("operation", sa.String(20), nullable=False),
         sa.Column("idempotency_key", sa.String(300), nullable=False),
