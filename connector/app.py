@@ -57,7 +57,7 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         database=database,
-        merchants=MerchantService(database),
+        merchants=MerchantService(database, settings.credentials_cache_seconds),
         payments=PaymentService(
             database, settings, FieldCipher(settings.encryption_keys), acquirers
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -51,8 +52,19 @@ class MerchantRepository:
 
 
 class MerchantService:
-    def __init__(self, database: Database) -> None:
+    """Merchants and credential checks.
+
+    Credential look-ups are cached per process for `cache_seconds` (answers "no such key" too,
+    so a flood of made-up keys does not reach the database). A token rotated or a merchant added
+    in another process is seen here within that time; in this process, at once.
+    """
+
+    _CACHE_LIMIT = 10_000
+
+    def __init__(self, database: Database, cache_seconds: float = 0.0) -> None:
         self._db = database
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Merchant | None]] = {}
 
     async def add(
         self, name: str, app_key: str | None = None, app_token: str | None = None
@@ -67,6 +79,7 @@ class MerchantService:
                 await MerchantRepository(session).add(
                     Merchant(name=name, app_key=app_key, token_salt=salt, token_digest=digest)
                 )
+            self._cache.pop(app_key, None)
         except IntegrityError as error:
             raise BadRequest(f"a merchant named {name!r} or with that app key exists") from error
         return IssuedCredentials(name, app_key, app_token)
@@ -84,17 +97,30 @@ class MerchantService:
                 raise NotFound(f"no merchant named {name!r}")
             merchant = await repository.by_name(name)
             assert merchant is not None
+        self._cache.pop(merchant.app_key, None)
         return IssuedCredentials(name, merchant.app_key, app_token)
 
     async def authenticate(self, app_key: str, app_token: str) -> Merchant:
         """The merchant these credentials belong to, or Unauthorized (same answer, same cost)."""
-        async with self._db.reader() as session:
-            merchant = await MerchantRepository(session).by_app_key(app_key) if app_key else None
+        merchant = await self._by_app_key(app_key) if app_key else None
         if merchant is None:
             security.token_matches(app_token, security.DUMMY_SALT, security.DUMMY_DIGEST)
             raise Unauthorized("invalid app key or app token")
         if not security.token_matches(app_token, merchant.token_salt, merchant.token_digest):
             raise Unauthorized("invalid app key or app token")
+        return merchant
+
+    async def _by_app_key(self, app_key: str) -> Merchant | None:
+        now = time.monotonic()
+        cached = self._cache.get(app_key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self._db.reader() as session:
+            merchant = await MerchantRepository(session).by_app_key(app_key)
+        if self._cache_seconds > 0:
+            if len(self._cache) >= self._CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[app_key] = (now + self._cache_seconds, merchant)
         return merchant
 
     async def by_name(self, name: str) -> Merchant | None:

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
 
     # How long a duplicate POST /payments waits for the in-flight original to finish.
     duplicate_wait_seconds: float = Field(default=3.0, ge=0, le=4.5)
+    # How long a process may trust a credential look-up (token rotations elsewhere take this long).
+    credentials_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     log_level: str = "INFO"
 

@@ -25,6 +25,7 @@ from collections import Counter
 from datetime import timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from connector.acquirers.base import (
     AuthorizationOutcome,
@@ -141,77 +142,81 @@ class SandboxAcquirer:
             message="Approved" if approved else "Denied",
         )
 
-    async def _first_call(self, operation: str, key: str) -> SandboxAcquirerCall | None:
-        async with self._db.reader() as session:
-            return await session.scalar(
-                select(SandboxAcquirerCall)
-                .where(SandboxAcquirerCall.operation == operation)
-                .where(SandboxAcquirerCall.idempotency_key == key)
-                .where(SandboxAcquirerCall.outcome != REPLAYED)
-                .order_by(SandboxAcquirerCall.id)
-                .limit(1)
-            )
-
-    async def _record(self, call: SandboxAcquirerCall) -> None:
-        async with self._db.writer() as session:
-            session.add(call)
+    @staticmethod
+    async def _first_call(
+        session: AsyncSession, operation: str, key: str
+    ) -> SandboxAcquirerCall | None:
+        return await session.scalar(
+            select(SandboxAcquirerCall)
+            .where(SandboxAcquirerCall.operation == operation)
+            .where(SandboxAcquirerCall.idempotency_key == key)
+            .where(SandboxAcquirerCall.outcome != REPLAYED)
+            .order_by(SandboxAcquirerCall.id)
+            .limit(1)
+        )
 
     async def authorize(self, request: AuthorizationRequest) -> AuthorizationResult:
         await self._before("authorize")
         key = request.idempotency_key
-        existing = await self._first_call("authorize", key)
-        if existing is not None:
-            await self._record(
-                SandboxAcquirerCall(
+        # One transaction for look-up and record: cheaper, and on SQLite it holds the write lock.
+        async with self._db.writer() as session:
+            call = await self._first_call(session, "authorize", key)
+            if call is not None:
+                session.add(
+                    SandboxAcquirerCall(
+                        operation="authorize",
+                        idempotency_key=key,
+                        amount_minor=request.amount_minor,
+                        outcome=REPLAYED,
+                    )
+                )
+            else:
+                outcome, code, _message, later = self._decide(request)
+                delay = timedelta(seconds=self.async_decision_seconds)
+                call = SandboxAcquirerCall(
                     operation="authorize",
                     idempotency_key=key,
                     amount_minor=request.amount_minor,
-                    outcome=REPLAYED,
+                    outcome=outcome.value,
+                    reference=code,
+                    decide_at=utcnow() + delay if later else None,
                 )
-            )
-            return self._result(existing)
-        outcome, code, _message, later = self._decide(request)
-        call = SandboxAcquirerCall(
-            operation="authorize",
-            idempotency_key=key,
-            amount_minor=request.amount_minor,
-            outcome=outcome.value,
-            reference=code,
-            decide_at=utcnow() + timedelta(seconds=self.async_decision_seconds) if later else None,
-        )
-        await self._record(call)
+                session.add(call)
         self._after("authorize")
         return self._result(call)
 
     async def query(self, idempotency_key: str) -> AuthorizationResult | None:
         await self._before("query")
-        existing = await self._first_call("authorize", idempotency_key)
+        async with self._db.reader() as session:
+            existing = await self._first_call(session, "authorize", idempotency_key)
         return self._result(existing) if existing is not None else None
 
     # ------------------------------------------------------------------ capture, refund, void
 
     async def _operation(self, operation: str, request: OperationRequest) -> OperationResult:
         await self._before(operation)
-        existing = await self._first_call(operation, request.idempotency_key)
-        if existing is not None:
-            await self._record(
-                SandboxAcquirerCall(
-                    operation=operation,
-                    idempotency_key=request.idempotency_key,
-                    amount_minor=request.amount_minor,
-                    outcome=REPLAYED,
+        key = request.idempotency_key
+        async with self._db.writer() as session:
+            call = await self._first_call(session, operation, key)
+            if call is not None:
+                session.add(
+                    SandboxAcquirerCall(
+                        operation=operation,
+                        idempotency_key=key,
+                        amount_minor=request.amount_minor,
+                        outcome=REPLAYED,
+                    )
                 )
-            )
-            return self._operation_result(existing)
-        refusal = await self._refusal(operation, request)
-        call = SandboxAcquirerCall(
-            operation=operation,
-            idempotency_key=request.idempotency_key,
-            amount_minor=request.amount_minor,
-            outcome=REFUSED if refusal else SUCCEEDED,
-            reference=refusal or _derived_id(operation[:3].upper(), request.idempotency_key),
-        )
-        await self._record(call)
+            else:
+                refusal = await self._refusal(session, operation, request)
+                call = SandboxAcquirerCall(
+                    operation=operation,
+                    idempotency_key=key,
+                    amount_minor=request.amount_minor,
+                    outcome=REFUSED if refusal else SUCCEEDED,
+                    reference=refusal or _derived_id(operation[:3].upper(), key),
+                )
+                session.add(call)
         self._after(operation)
         return self._operation_result(call)
 
@@ -221,31 +226,33 @@ class SandboxAcquirer:
             return OperationResult(True, call.reference, None, None)
         return OperationResult(False, None, call.reference, f"{call.operation} refused")
 
-    async def _refusal(self, operation: str, request: OperationRequest) -> str | None:
+    async def _refusal(
+        self, session: AsyncSession, operation: str, request: OperationRequest
+    ) -> str | None:
         """The sandbox's own ledger check, independent of the connector's."""
-        authorization = await self._first_call("authorize", request.authorization_key)
+        authorization = await self._first_call(session, "authorize", request.authorization_key)
         if authorization is None or authorization.outcome != AuthorizationOutcome.APPROVED:
             return "no-approved-authorization"
-        captured = await self._total("capture", request.authorization_key)
+        captured = await self._total(session, "capture", request.authorization_key)
         if operation == "capture" and captured + request.amount_minor > authorization.amount_minor:
             return "exceeds-authorization"
         if operation == "refund":
-            refunded = await self._total("refund", request.authorization_key)
+            refunded = await self._total(session, "refund", request.authorization_key)
             if refunded + request.amount_minor > captured:
                 return "exceeds-captured"
         if operation == "void" and captured > 0:
             return "already-captured"
         return None
 
-    async def _total(self, operation: str, authorization_key: str) -> int:
-        async with self._db.reader() as session:
-            total = await session.scalar(
-                select(func.coalesce(func.sum(SandboxAcquirerCall.amount_minor), 0))
-                .where(SandboxAcquirerCall.operation == operation)
-                .where(SandboxAcquirerCall.idempotency_key.startswith(authorization_key + ":"))
-                .where(SandboxAcquirerCall.outcome == SUCCEEDED)
-            )
-            return int(total or 0)
+    @staticmethod
+    async def _total(session: AsyncSession, operation: str, authorization_key: str) -> int:
+        total = await session.scalar(
+            select(func.coalesce(func.sum(SandboxAcquirerCall.amount_minor), 0))
+            .where(SandboxAcquirerCall.operation == operation)
+            .where(SandboxAcquirerCall.idempotency_key.startswith(authorization_key + ":"))
+            .where(SandboxAcquirerCall.outcome == SUCCEEDED)
+        )
+        return int(total or 0)
 
     async def capture(self, request: OperationRequest) -> OperationResult:
         return await self._operation("capture", request)

@@ -41,10 +41,11 @@ class PaymentRepository:
             .values(**values)
             .on_conflict_do_nothing(index_elements=["merchant_id", "payment_id"])
         )
-        created = _changed(await self._session.execute(statement))
+        if _changed(await self._session.execute(statement)):
+            return Payment(**values), True  # what was inserted, without reading it back
         payment = await self.get(values["merchant_id"], values["payment_id"])
         assert payment is not None
-        return payment, created
+        return payment, False
 
     async def get(self, merchant_id: uuid.UUID, payment_id: str) -> Payment | None:
         return await self._session.scalar(
@@ -76,15 +77,17 @@ class PaymentRepository:
         sources: Iterable[PaymentState],
         target: PaymentState,
         **values: Any,
-    ) -> bool:
-        """Move an undecided payment to `target` unless someone else decided it first."""
-        return _changed(
-            await self._session.execute(
-                update(Payment)
-                .where(Payment.id == pk, Payment.status.in_(list(sources)))
-                .values(status=target, updated_at=utcnow(), **values)
-            )
+    ) -> Payment | None:
+        """Move an undecided payment to `target` unless someone else decided it first; the
+        updated payment, or None when it was not in one of `sources`."""
+        result = await self._session.execute(
+            update(Payment)
+            .where(Payment.id == pk, Payment.status.in_(list(sources)))
+            .values(status=target, updated_at=utcnow(), **values)
+            .returning(Payment)
+            .execution_options(populate_existing=True)
         )
+        return result.scalars().first()
 
     async def personal_data_batch(
         self, after: uuid.UUID, limit: int

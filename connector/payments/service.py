@@ -238,16 +238,16 @@ class PaymentService:
             }
         if target is not S.PENDING:
             values["authorizing_since"] = None
+        sources = [S.RECEIVED] if target is S.PENDING else list(UNDECIDED)
         async with self._db.writer() as session:
             repository = PaymentRepository(session)
-            sources = [s for s in UNDECIDED if s is not target]
-            if target is S.PENDING:
-                sources = [S.RECEIVED]
-            if sources and await repository.decide(payment.id, sources, target, **values):
+            decided = await repository.decide(payment.id, sources, target, **values)
+            if decided is not None:
                 log.info("payment %s %s", payment.payment_id, target)
-            fresh = await repository.get(payment.merchant_id, payment.payment_id)
-        assert fresh is not None
-        return fresh
+                return decided
+            current = await repository.get(payment.merchant_id, payment.payment_id)
+        assert current is not None
+        return current
 
     async def _current(self, payment: Payment, card: CardData | None) -> Payment:
         """A repeated POST /payments: the current state, settling an undecided one if possible."""

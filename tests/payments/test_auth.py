@@ -132,6 +132,10 @@ async def test_merchants_never_see_each_others_payments(
 async def test_rotated_token_replaces_the_old_one(
     client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services
 ):
+    before = await client.post(
+        "/payments", json=payloads.create_payment(), headers=merchant.headers
+    )
+    assert before.status_code == 200  # the credentials are now in the look-up cache
     rotated = await services.merchants.rotate_token(merchant.name)
     old = await client.post("/payments", json=payloads.create_payment(), headers=merchant.headers)
     assert old.status_code == 401
