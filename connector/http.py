@@ -64,6 +64,9 @@ async def read_model(request: Request, model: type[M]) -> M:
         body.extend(chunk)
         if len(body) > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    if b"\\u0000" in body:
+        # Nothing we store may contain NUL (PostgreSQL text cannot): refuse it up front.
+        raise BadRequest("request body contains a NUL character", code="invalid-request")
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
@@ -74,6 +77,14 @@ async def read_model(request: Request, model: type[M]) -> M:
         return model.model_validate(document)
     except ValidationError as error:
         raise BadRequest(_describe(error), code="invalid-request") from error
+
+
+def path_id(request: Request, name: str) -> str:
+    """A path parameter we look up in the database: bounded, and free of NUL characters."""
+    value: str = request.path_params[name]
+    if not value or len(value) > 200 or "\x00" in value:
+        raise BadRequest(f"{name} must be 1 to 200 characters without NUL", code="invalid-path")
+    return value
 
 
 def _describe(error: ValidationError) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # VTEX's bounds for the delays of a create-payment response (seconds).
@@ -18,6 +18,14 @@ class SplitMode(StrEnum):
     ON_AUTHORIZE = "onAuthorize"
     ON_CAPTURE = "onCapture"
     DISABLED = "disabled"
+
+
+class ManifestCustomField(BaseModel):
+    """A field the merchant fills in VTEX's admin; its value comes back in `merchantSettings`."""
+
+    name: str
+    type: Literal["text", "password", "select"] = "text"
+    options: list[dict[str, str]] | None = None
 
 
 class Settings(BaseSettings):
@@ -36,8 +44,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["Visa", "Mastercard", "American Express", "Elo", "Diners"]
     )
     split_mode: SplitMode = SplitMode.DISABLED
+    # JSON, e.g. [{"name": "Merchant id", "type": "text"}]
+    custom_fields: list[ManifestCustomField] = Field(default_factory=list)
     auto_settle_delay_min_hours: int = Field(default=0, ge=0)
-    auto_settle_delay_max_hours: int = Field(default=168, ge=0, le=MAX_AUTO_SETTLE_DELAY // 3600)
+    auto_settle_delay_max_hours: int = Field(default=168, ge=0, le=720)  # VTEX example: 720
 
     # Delays returned on every authorization (seconds), clamped to VTEX's bounds by validation.
     delay_to_auto_settle: int = Field(default=21_600, ge=0, le=MAX_AUTO_SETTLE_DELAY)

@@ -136,16 +136,16 @@ class CreatePaymentRequest(_Lenient):
     payment_id: str = Field(alias="paymentId", min_length=1, max_length=200)
     value: Decimal = Field(allow_inf_nan=False)
     currency: str = Field(min_length=3, max_length=3)
-    reference: NullableStr = None
-    order_id: NullableStr = Field(default=None, alias="orderId")
-    transaction_id: NullableStr = Field(default=None, alias="transactionId")
+    reference: NullableStr = Field(default=None, max_length=200)
+    order_id: NullableStr = Field(default=None, alias="orderId", max_length=200)
+    transaction_id: NullableStr = Field(default=None, alias="transactionId", max_length=200)
     shopper_interaction: NullableStr = Field(default=None, alias="shopperInteraction")
     verification_only: bool | None = Field(default=None, alias="verificationOnly")
-    payment_method: NullableStr = Field(default=None, alias="paymentMethod")
+    payment_method: NullableStr = Field(default=None, alias="paymentMethod", max_length=100)
     payment_method_custom_code: NullableStr = Field(default=None, alias="paymentMethodCustomCode")
     merchant_name: NullableStr = Field(default=None, alias="merchantName")
     reference_value: Decimal | None = Field(default=None, alias="referenceValue")
-    installments: int | None = None
+    installments: int | None = Field(default=None, ge=0, le=999)
     installments_interest_rate: Decimal | None = Field(
         default=None, alias="installmentsInterestRate"
     )

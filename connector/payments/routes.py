@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from connector.http import authenticate, is_test_suite, read_model, services
+from connector.http import authenticate, is_test_suite, path_id, read_model, services
 from protocol.payments import (
     CancellationRequest,
     CreatePaymentRequest,
@@ -36,27 +36,21 @@ async def create_payment(request: Request) -> Response:
 async def settle(request: Request) -> Response:
     merchant = await authenticate(request)
     body = await read_model(request, SettlementRequest)
-    reply = await services(request).payments.settle(
-        merchant, request.path_params["payment_id"], body
-    )
+    reply = await services(request).payments.settle(merchant, path_id(request, "payment_id"), body)
     return JSONResponse(reply.body, status_code=reply.http_status)
 
 
 async def refund(request: Request) -> Response:
     merchant = await authenticate(request)
     body = await read_model(request, RefundRequest)
-    reply = await services(request).payments.refund(
-        merchant, request.path_params["payment_id"], body
-    )
+    reply = await services(request).payments.refund(merchant, path_id(request, "payment_id"), body)
     return JSONResponse(reply.body, status_code=reply.http_status)
 
 
 async def cancel(request: Request) -> Response:
     merchant = await authenticate(request)
     body = await read_model(request, CancellationRequest)
-    reply = await services(request).payments.cancel(
-        merchant, request.path_params["payment_id"], body
-    )
+    reply = await services(request).payments.cancel(merchant, path_id(request, "payment_id"), body)
     return JSONResponse(reply.body, status_code=reply.http_status)
 
 

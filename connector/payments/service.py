@@ -61,6 +61,8 @@ T = TypeVar("T")
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _POLL_SECONDS = 0.05
+# Far above any real payment, far below what a BIGINT column holds.
+MAX_AMOUNT_MINOR = 10**15
 
 
 class OperationKind(StrEnum):
@@ -646,9 +648,14 @@ class PaymentService:
     @staticmethod
     def _minor(value: Decimal, currency: str) -> int:
         try:
-            return money.to_minor(value, currency)
+            minor = money.to_minor(value, currency)
         except money.InvalidAmount as error:
             raise BadRequest(str(error), code="invalid-value") from error
+        if minor > MAX_AMOUNT_MINOR:
+            raise BadRequest(
+                f"value {value} is larger than this connector accepts", code="invalid-value"
+            )
+        return minor
 
 
 _STATE_OF = {

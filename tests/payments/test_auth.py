@@ -152,3 +152,31 @@ async def test_tokens_are_stored_only_as_hashes(merchant: MerchantCredentials, s
     assert found is not None
     assert merchant.app_token.encode() not in found.token_digest + found.token_salt
     assert len(found.token_digest) == 32
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [
+        {
+            "payment_methods": ["Pix", "Visa"],
+            "split_mode": "onCapture",
+            "custom_fields": [
+                {"name": "Store id", "type": "text"},
+                {"name": "Mode", "type": "select", "options": [{"text": "Live", "value": "live"}]},
+            ],
+            "auto_settle_delay_max_hours": 720,
+        }
+    ],
+    indirect=True,
+)
+async def test_manifest_follows_the_settings(client: httpx.AsyncClient):
+    manifest = (await client.get("/manifest")).json()
+    assert manifest["paymentMethods"] == [
+        {"name": "Pix", "allowsSplit": "onCapture"},
+        {"name": "Visa", "allowsSplit": "onCapture"},
+    ]
+    assert manifest["customFields"] == [
+        {"name": "Store id", "type": "text"},
+        {"name": "Mode", "type": "select", "options": [{"text": "Live", "value": "live"}]},
+    ]
+    assert manifest["autoSettleDelay"] == {"minimum": "0", "maximum": "720"}

@@ -271,3 +271,39 @@ async def test_zero_decimal_currency(
     async with services.database.reader() as session:
         payment = await session.scalar(select(Payment))
     assert payment is not None and payment.amount_minor == 1500
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b.update(paymentId="A\u0000B"),
+        lambda b: b.update(orderId="x" * 201),
+        lambda b: b.update(transactionId="x" * 201),
+        lambda b: b.update(paymentMethod="x" * 101),
+        lambda b: b.update(installments=2**40),
+        lambda b: b.update(value=10**30),
+        lambda b: b.update(paymentId="x" * 201),
+    ],
+)
+async def test_values_the_database_cannot_hold_get_400(
+    client: httpx.AsyncClient, merchant: MerchantCredentials, services: Services, mutate: Any
+):
+    body = payloads.create_payment()
+    mutate(body)
+    response = await post_payment(client, merchant, body)
+    assert response.status_code == 400, response.text
+    async with services.database.reader() as session:
+        assert await session.scalar(select(func.count()).select_from(Payment)) == 0
+
+
+@pytest.mark.parametrize("payment_id", ["%00", "x" * 201])
+async def test_unusable_path_ids_get_400(
+    client: httpx.AsyncClient, merchant: MerchantCredentials, payment_id: str
+):
+    response = await client.post(
+        f"/payments/{payment_id}/settlements",
+        json={"requestId": "r", "value": 1},
+        headers=merchant.headers,
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid-path"
