@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from connector.db.tables import Payment, PaymentOperation, utcnow
-from connector.payments.states import PaymentState
+from connector.payments.states import UNDECIDED, PaymentState, sources_of
 
 S = PaymentState
 
@@ -63,7 +63,7 @@ class PaymentRepository:
                 update(Payment)
                 .where(
                     Payment.id == pk,
-                    Payment.status.in_([S.RECEIVED, S.PENDING]),
+                    Payment.status.in_(UNDECIDED),
                     (Payment.authorizing_since.is_(None))
                     | (Payment.authorizing_since < stale_before),
                 )
@@ -115,7 +115,7 @@ class PaymentRepository:
                 update(Payment)
                 .where(
                     Payment.id == pk,
-                    Payment.status.in_([S.APPROVED, S.SETTLED]),
+                    Payment.status.in_(sources_of(S.SETTLED)),
                     Payment.settled_minor + amount <= limit,
                 )
                 .values(
@@ -147,7 +147,7 @@ class PaymentRepository:
                 update(Payment)
                 .where(
                     Payment.id == pk,
-                    Payment.status.in_([S.SETTLED, S.REFUNDED]),
+                    Payment.status.in_(sources_of(S.REFUNDED)),
                     Payment.refunded_minor + amount <= Payment.settled_minor,
                 )
                 .values(

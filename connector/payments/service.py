@@ -41,6 +41,7 @@ from connector.payments.states import (
     SETTLEABLE,
     UNDECIDED,
     PaymentState,
+    sources_of,
     transition,
     wire_status,
 )
@@ -240,7 +241,8 @@ class PaymentService:
             }
         if target is not S.PENDING:
             values["authorizing_since"] = None
-        sources = [S.RECEIVED] if target is S.PENDING else list(UNDECIDED)
+        # Only an undecided payment is decided here; a cancelled one stays cancelled.
+        sources = (sources_of(target) & UNDECIDED) - {target}
         async with self._db.writer() as session:
             repository = PaymentRepository(session)
             decided = await repository.decide(payment.id, sources, target, **values)

@@ -49,6 +49,11 @@ CANCELLABLE = frozenset({S.APPROVED, S.PENDING})
 UNDECIDED = frozenset({S.RECEIVED, S.PENDING})
 
 
+def sources_of(target: PaymentState) -> frozenset[PaymentState]:
+    """Every state from which `target` may be reached: what a conditional update requires."""
+    return frozenset(source for source, targets in TRANSITIONS.items() if target in targets)
+
+
 def can_transition(source: PaymentState, target: PaymentState) -> bool:
     return target in TRANSITIONS[source]
 

@@ -55,3 +55,12 @@ def test_final_states_have_no_way_out():
 )
 def test_wire_status(state: S, was_approved: bool, wire: str):
     assert wire_status(state, was_approved=was_approved) == wire
+
+
+def test_sources_of():
+    from connector.payments.states import sources_of
+
+    assert sources_of(S.SETTLED) == {S.APPROVED, S.SETTLED}
+    assert sources_of(S.REFUNDED) == {S.SETTLED, S.REFUNDED}
+    assert sources_of(S.CANCELLED) == {S.APPROVED, S.PENDING}
+    assert sources_of(S.PENDING) == {S.RECEIVED}
