@@ -75,16 +75,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     log_level: str = "INFO"
 
-    @field_validator("encryption_keys", mode="before")
+    @field_validator("encryption_keys", "payment_methods", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("payment_methods", mode="before")
-    @classmethod
-    def _split_methods(cls, value: object) -> object:
+    def _split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

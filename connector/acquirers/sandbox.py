@@ -254,6 +254,21 @@ class SandboxAcquirer:
         )
         return int(total or 0)
 
+    async def effect_count(self, operation: str) -> int:
+        """How many real effects (not replays, not refusals) the sandbox has recorded."""
+        kept = (
+            SandboxAcquirerCall.outcome != REPLAYED
+            if operation == "authorize"
+            else SandboxAcquirerCall.outcome == SUCCEEDED
+        )
+        async with self._db.reader() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(SandboxAcquirerCall)
+                .where(SandboxAcquirerCall.operation == operation, kept)
+            )
+        return int(count or 0)
+
     async def capture(self, request: OperationRequest) -> OperationResult:
         return await self._operation("capture", request)
 

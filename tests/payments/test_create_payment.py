@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from connector.app import Services
-from connector.db.tables import Payment, SandboxAcquirerCall
+from connector.db.tables import Payment
 from tests import payloads
 from tests.conftest import FAST, MerchantCredentials
 
@@ -27,21 +27,6 @@ RESPONSE_KEYS = {
     "delayToAutoSettleAfterAntifraud",
     "delayToCancel",
 }
-
-
-async def authorize_calls(services: Services) -> int:
-    async with services.database.reader() as session:
-        return int(
-            await session.scalar(
-                select(func.count())
-                .select_from(SandboxAcquirerCall)
-                .where(
-                    SandboxAcquirerCall.operation == "authorize",
-                    SandboxAcquirerCall.outcome != "replayed",
-                )
-            )
-            or 0
-        )
 
 
 async def post_payment(
@@ -116,7 +101,7 @@ async def test_repeat_returns_current_state_with_same_ids(
     third = (await post_payment(client, merchant, body)).json()
     # Settled since, but the authorization's answer and ids do not change.
     assert third == first
-    assert await authorize_calls(services) == 1
+    assert await services.sandbox.effect_count("authorize") == 1
 
 
 async def test_concurrent_duplicates_in_one_process_authorize_once(
@@ -129,7 +114,7 @@ async def test_concurrent_duplicates_in_one_process_authorize_once(
     assert {r.status_code for r in responses} == {200}
     assert {a["status"] for a in answers} == {"approved"}
     assert len({(a["tid"], a["nsu"], a["authorizationId"]) for a in answers}) == 1
-    assert await authorize_calls(services) == 1
+    assert await services.sandbox.effect_count("authorize") == 1
 
 
 @pytest.mark.parametrize("settings_overrides", [FAST], indirect=True)
@@ -145,7 +130,7 @@ async def test_async_test_card_is_undefined_then_decided_on_retry(
     second = (await post_payment(client, merchant, body)).json()
     assert second["status"] == "approved"
     assert (second["tid"], second["paymentId"]) == (first["tid"], first["paymentId"])
-    assert await authorize_calls(services) == 1
+    assert await services.sandbox.effect_count("authorize") == 1
 
 
 @pytest.mark.parametrize("settings_overrides", [FAST], indirect=True)
@@ -170,7 +155,7 @@ async def test_acquirer_down_answers_undefined_and_retry_authorizes_once(
     answer = (await post_payment(client, merchant, body)).json()
     assert answer["status"] == "approved"
     # The retry asked the acquirer first, found the authorization, and did not send another.
-    assert await authorize_calls(services) == 1
+    assert await services.sandbox.effect_count("authorize") == 1
 
 
 @pytest.mark.parametrize("settings_overrides", [FAST], indirect=True)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from connector.app import Services
-from connector.db.tables import Payment, PaymentOperation, SandboxAcquirerCall
+from connector.db.tables import Payment, PaymentOperation
 from tests import payloads
 from tests.conftest import FAST, MerchantCredentials
 
@@ -78,21 +78,6 @@ async def stored(services: Services, payment_id: str) -> Payment:
     return payment
 
 
-async def acquirer_effects(services: Services, operation: str) -> int:
-    async with services.database.reader() as session:
-        return int(
-            await session.scalar(
-                select(func.count())
-                .select_from(SandboxAcquirerCall)
-                .where(
-                    SandboxAcquirerCall.operation == operation,
-                    SandboxAcquirerCall.outcome == "succeeded",
-                )
-            )
-            or 0
-        )
-
-
 # ----------------------------------------------------------------------------- test suite flow
 
 
@@ -122,7 +107,7 @@ async def test_test_suite_cancellation_flow(
     assert body["cancellationId"] and body["requestId"] == "cancel-1" and body["code"] is None
     payment = await stored(services, payment_id)
     assert payment.status == "cancelled" and payment.cancellation_id == body["cancellationId"]
-    assert await acquirer_effects(services, "void") == 1
+    assert await services.sandbox.effect_count("void") == 1
     # The authorization's answer is still "approved" with the same ids.
     body = payloads.create_payment()
     body["paymentId"] = payment_id
@@ -144,7 +129,7 @@ async def test_partial_settlements_up_to_the_authorized_value(
     assert over["code"] == "exceeds-authorized-value"
     payment = await stored(services, payment_id)
     assert (payment.status, payment.settled_minor) == ("settled", 10_000)
-    assert await acquirer_effects(services, "capture") == 2
+    assert await services.sandbox.effect_count("capture") == 2
 
 
 async def test_settlement_over_the_authorization_is_refused(
@@ -155,7 +140,7 @@ async def test_settlement_over_the_authorization_is_refused(
     assert response.status_code == 200
     assert response.json()["settleId"] is None
     assert (await stored(services, payment_id)).settled_minor == 0
-    assert await acquirer_effects(services, "capture") == 0
+    assert await services.sandbox.effect_count("capture") == 0
 
 
 async def test_refunds_never_exceed_what_was_settled(
@@ -211,7 +196,7 @@ async def test_cancelling_a_denied_payment_succeeds_without_acquirer(
     body = (await cancel(client, merchant, payment_id)).json()
     assert body["cancellationId"] and body["code"] is None
     assert (await stored(services, payment_id)).status == "denied"
-    assert await acquirer_effects(services, "void") == 0
+    assert await services.sandbox.effect_count("void") == 0
 
 
 async def test_second_cancellation_with_new_request_id_returns_the_first_id(
@@ -222,7 +207,7 @@ async def test_second_cancellation_with_new_request_id_returns_the_first_id(
     second = (await cancel(client, merchant, payment_id)).json()
     assert second["cancellationId"] == first["cancellationId"]
     assert second["requestId"] != first["requestId"]
-    assert await acquirer_effects(services, "void") == 1
+    assert await services.sandbox.effect_count("void") == 1
 
 
 # ----------------------------------------------------------------------------- idempotency
@@ -248,7 +233,7 @@ async def test_same_request_id_replays_the_stored_response(
     assert first.status_code == second.status_code == 200
     assert first.json() == second.json()
     kind = {"settlements": "capture", "refunds": "refund", "cancellations": "void"}[operation]
-    assert await acquirer_effects(services, kind) == 1
+    assert await services.sandbox.effect_count(kind) == 1
 
 
 async def test_concurrent_settlements_never_exceed_the_authorization(
@@ -260,7 +245,7 @@ async def test_concurrent_settlements_never_exceed_the_authorization(
     assert len(accepted) == 3
     payment = await stored(services, payment_id)
     assert payment.settled_minor == 9_000
-    assert await acquirer_effects(services, "capture") == 3
+    assert await services.sandbox.effect_count("capture") == 3
 
 
 async def test_concurrent_repeats_of_one_request_id_settle_once(
@@ -274,7 +259,7 @@ async def test_concurrent_repeats_of_one_request_id_settle_once(
     assert {r.status_code for r in responses} == {200}
     assert len({r.json()["settleId"] for r in responses}) == 1
     assert (await stored(services, payment_id)).settled_minor == 3_000
-    assert await acquirer_effects(services, "capture") == 1
+    assert await services.sandbox.effect_count("capture") == 1
 
 
 async def test_concurrent_cancel_and_settle_leave_one_winner(
@@ -308,7 +293,7 @@ async def test_acquirer_failure_on_capture_answers_500_and_retry_captures_once(
     await asyncio.sleep(1.0)  # the unknown attempt goes stale; VTEX's retry takes it over
     retried = await settle(client, merchant, payment_id, 100, "retry-me")
     assert retried.status_code == 200 and retried.json()["settleId"]
-    assert await acquirer_effects(services, "capture") == 1
+    assert await services.sandbox.effect_count("capture") == 1
     assert (await stored(services, payment_id)).settled_minor == 10_000
 
 
