@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -95,12 +96,31 @@ async def _connector_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-    return _error(exc.status_code, code, str(exc.detail))
+    response = _error(exc.status_code, code, str(exc.detail))
+    response.headers.update(exc.headers or {})  # keeps `Allow` on a 405
+    return response
+
+
+# VTEX's spec gives settlements, refunds and cancellations a 500 in their own shape.
+_OPERATION_PATH = re.compile(
+    r"/payments/(?P<payment_id>[^/]+)/(?P<kind>settlements|refunds|cancellations|cancelations)$"
+)
+_OPERATION_ID_FIELD = {"settlements": "settleId", "refunds": "refundId"}
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _error(500, "internal-error", "The request failed due to an internal error")
+    message = "The request failed due to an internal error"
+    operation = _OPERATION_PATH.search(request.url.path)
+    if operation is None:
+        return _error(500, "internal-error", message)
+    id_field = _OPERATION_ID_FIELD.get(operation["kind"], "cancellationId")
+    body: dict[str, Any] = {"paymentId": operation["payment_id"], id_field: None}
+    if id_field != "cancellationId":
+        body["value"] = 0
+    # The body was not (fully) read; VTEX retries with its own requestId either way.
+    body.update(code="internal-error", message=message, requestId="")
+    return JSONResponse(body, status_code=500)
 
 
 # ----------------------------------------------------------------------------- documents
