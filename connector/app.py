@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,8 +27,10 @@ from connector.db.engine import Database
 from connector.db.migrate import current_revision, head_revision
 from connector.errors import ConnectorError
 from connector.merchants import MerchantService
+from connector.outbox.dispatcher import Dispatcher
 from connector.payments import routes as payment_routes
 from connector.payments.manifest import build_manifest
+from connector.payments.outcomes import Outcomes
 from connector.payments.service import PaymentService
 from connector.security import FieldCipher
 from connector.settings import Settings
@@ -45,6 +49,13 @@ class Services:
     payments: PaymentService
     sandbox: SandboxAcquirer
     manifest: Manifest
+    outcomes: Outcomes
+    dispatcher: Dispatcher
+    http: httpx.AsyncClient
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.database.dispose()
 
 
 def build_services(settings: Settings) -> Services:
@@ -53,18 +64,38 @@ def build_services(settings: Settings) -> Services:
         database,
         latency_seconds=settings.sandbox_latency_ms / 1000,
         failure_rate=settings.sandbox_failure_rate,
+        async_decision_seconds=settings.sandbox_async_decision_seconds,
     )
     acquirers: dict[str, Acquirer] = {"sandbox": sandbox}
+    payments = PaymentService(database, settings, FieldCipher(settings.encryption_keys), acquirers)
+    # Callbacks never follow redirects: a redirect could lead off the allow-list.
+    http = httpx.AsyncClient(follow_redirects=False, timeout=settings.callback_timeout_seconds)
     return Services(
         settings=settings,
         database=database,
         merchants=MerchantService(database, settings.credentials_cache_seconds),
-        payments=PaymentService(
-            database, settings, FieldCipher(settings.encryption_keys), acquirers
-        ),
+        payments=payments,
         sandbox=sandbox,
         manifest=build_manifest(settings),
+        outcomes=Outcomes(database, settings, payments),
+        dispatcher=Dispatcher(database, settings, http),
+        http=http,
     )
+
+
+@asynccontextmanager
+async def background_workers(services: Services) -> AsyncIterator[None]:
+    """The callback dispatcher and the pending-payment reconciler, stopped on exit."""
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(services.dispatcher.run(stop), name="outbox-dispatcher"),
+        asyncio.create_task(services.outcomes.run(stop), name="reconciler"),
+    ]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class SchemaNotCurrent(RuntimeError):
@@ -172,9 +203,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             await _check_schema(services.database)
             app.state.services = services
-            yield
+            if settings.run_background_workers:
+                async with background_workers(services):
+                    yield
+            else:
+                yield
         finally:
-            await services.database.dispose()
+            await services.close()
 
     return Starlette(
         routes=[

@@ -75,7 +75,40 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     log_level: str = "INFO"
 
-    @field_validator("encryption_keys", "payment_methods", mode="before")
+    # ----- asynchronous outcomes and callbacks
+    # Hosts a callbackUrl may point to: names or "*.domain" patterns (VTEX's domains by default).
+    callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "*.vtexpayments.com.br",
+            "*.vtexcommercestable.com.br",
+            "*.myvtex.com",
+            "*.vtex.com",
+            "*.vtex.com.br",
+        ]
+    )
+    # Loopback callback URLs (http://127.0.0.1:...) for tests and `make run` only.
+    callback_allow_loopback: bool = False
+    # The provider's own VTEX credentials (License Manager), sent on every callback.
+    vtex_app_key: str | None = None
+    vtex_app_token: SecretStr | None = None
+    # A callback is never sent sooner than this after its state change (VTEX's gateway must have
+    # finished the request that produced `undefined`).
+    callback_delay_seconds: float = Field(default=1.0, ge=0)
+    callback_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    callback_deadline_seconds: int = Field(default=86_400, gt=0)
+    callback_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    callback_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    outbox_lease_seconds: float = Field(default=30.0, gt=0)
+    outbox_poll_seconds: float = Field(default=0.5, gt=0)
+    # Run the callback dispatcher and the pending-payment reconciler inside `serve`.
+    run_background_workers: bool = True
+    reconcile_interval_seconds: float = Field(default=1.0, gt=0)
+    sandbox_async_decision_seconds: float = Field(default=3.0, ge=0)
+    # Shared secret for the acquirer-side outcome webhook (HMAC-SHA256); unset disables the route.
+    webhook_secret: SecretStr | None = None
+    webhook_tolerance_seconds: int = Field(default=300, gt=0)
+
+    @field_validator("encryption_keys", "payment_methods", "callback_allowed_hosts", mode="before")
     @classmethod
     def _split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

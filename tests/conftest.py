@@ -31,7 +31,7 @@ from connector.settings import Settings
 POSTGRES_ADMIN_URL = os.environ.get(
     "CONNECTOR_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-TABLES = ("payment_operations", "payments", "merchants", "sandbox_acquirer_calls")
+TABLES = ("outbox", "payment_operations", "payments", "merchants", "sandbox_acquirer_calls")
 
 
 @pytest.fixture
@@ -115,6 +115,11 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "encryption_keys": [SecretStr(ENCRYPTION_KEY)],
         "acquirer_timeout_seconds": 2.0,
         "duplicate_wait_seconds": 3.0,
+        # Test payloads call back to example.com (never contacted: background workers are off
+        # unless a test turns them on with a loopback receiver).
+        "callback_allowed_hosts": ["*.example.com", "example.com"],
+        "callback_allow_loopback": True,
+        "run_background_workers": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -123,6 +123,8 @@ class Payment(Base):
     cancellation_id: Mapped[str | None] = mapped_column(String(64))
     # When the current authorization attempt started; a stale value lets a retry take over.
     authorizing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the reconciler may next ask the acquirer about this pending payment (its lease).
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -160,3 +162,27 @@ class SandboxAcquirerCall(Base):
     reference: Mapped[str | None] = mapped_column(String(64))
     decide_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxMessage(Base):
+    """An outbound call (a payment callback), written in the transaction of the state change that
+    causes it and delivered afterwards by a dispatcher. One per payment and kind: a decision is
+    announced once."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("payment_pk", "kind"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(30))
+    payment_pk: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payments.id"))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # pending, delivered, dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

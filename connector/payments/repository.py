@@ -260,3 +260,38 @@ class PaymentRepository:
         await self._session.execute(
             delete(PaymentOperation).where(PaymentOperation.id == operation_id)
         )
+
+    # ------------------------------------------------------------------ reconciliation
+
+    async def due_for_check(self, now: datetime, limit: int) -> list[Payment]:
+        """Pending payments whose next acquirer check is due."""
+        return list(
+            await self._session.scalars(
+                select(Payment)
+                .where(
+                    Payment.status == S.PENDING,
+                    (Payment.next_check_at.is_(None)) | (Payment.next_check_at <= now),
+                )
+                .order_by(Payment.next_check_at)
+                .limit(limit)
+            )
+        )
+
+    async def claim_check(self, pk: uuid.UUID, now: datetime, next_at: datetime) -> bool:
+        """Lease one pending payment to this reconciler until `next_at`."""
+        return _changed(
+            await self._session.execute(
+                update(Payment)
+                .where(
+                    Payment.id == pk,
+                    Payment.status == S.PENDING,
+                    (Payment.next_check_at.is_(None)) | (Payment.next_check_at <= now),
+                )
+                .values(next_check_at=next_at)
+            )
+        )
+
+    async def by_pk(self, pk: uuid.UUID) -> Payment | None:
+        return await self._session.scalar(
+            select(Payment).where(Payment.id == pk).execution_options(populate_existing=True)
+        )

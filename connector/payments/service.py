@@ -22,6 +22,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from connector.acquirers.base import (
     Acquirer,
     AuthorizationOutcome,
@@ -34,6 +36,8 @@ from connector.acquirers.base import (
 from connector.db.engine import Database
 from connector.db.tables import Merchant, Payment, PaymentOperation, utcnow
 from connector.errors import AcquirerError, AcquirerTimeout, BadRequest, NotFound
+from connector.outbox.allowlist import callback_url_allowed
+from connector.outbox.repository import OutboxRepository
 from connector.payments.repository import PaymentRepository
 from connector.payments.states import (
     CANCELLABLE,
@@ -112,6 +116,9 @@ class PaymentService:
         self._acquirers = acquirers
         # An attempt older than this lost its process (or its answer): another may take over.
         self._stale_after = timedelta(seconds=settings.attempt_stale_seconds)
+        self._first_check_delay = timedelta(
+            seconds=max(settings.callback_delay_seconds, settings.reconcile_interval_seconds)
+        )
 
     # ================================================================== authorization
 
@@ -124,6 +131,7 @@ class PaymentService:
                 f"currency {request.currency!r} is not an ISO 4217 code", code="invalid-currency"
             )
         amount = self._minor(request.value, currency)
+        self._check_callback_url(request.callback_url)
         card = _card_data(request)
         test_suite = test_suite and self._settings.test_suite_enabled
         acquirer_name = "sandbox" if test_suite else self._settings.acquirer
@@ -140,6 +148,17 @@ class PaymentService:
         else:
             payment = await self._current(payment, card)
         return self._response(payment)
+
+    def _check_callback_url(self, url: str | None) -> None:
+        settings = self._settings
+        if url and not callback_url_allowed(
+            url, settings.callback_allowed_hosts, settings.callback_allow_loopback
+        ):
+            log.warning("refused a callbackUrl off the allow-list: %s", url.split("?")[0])
+            raise BadRequest(
+                "callbackUrl must be https on an allowed host (CONNECTOR_CALLBACK_ALLOWED_HOSTS)",
+                code="callback-url-not-allowed",
+            )
 
     def _new_payment_values(
         self,
@@ -213,7 +232,7 @@ class PaymentService:
         """Ask the acquirer (same key on every attempt) and record what it said."""
         acquirer = self._acquirers[payment.acquirer]
         request = AuthorizationRequest(
-            idempotency_key=_authorization_key(payment),
+            idempotency_key=authorization_key(payment),
             amount_minor=payment.amount_minor,
             currency=payment.currency,
             payment_method=payment.payment_method,
@@ -229,8 +248,16 @@ class PaymentService:
         return await self._decide(payment, _STATE_OF[result.outcome], result)
 
     async def _decide(
-        self, payment: Payment, target: PaymentState, result: AuthorizationResult | None
+        self,
+        payment: Payment,
+        target: PaymentState,
+        result: AuthorizationResult | None,
+        *,
+        notify: bool = False,
     ) -> Payment:
+        """Record an authorization outcome. With `notify`, the callback to VTEX is enqueued in the
+        same transaction (decisions made inside a POST /payments answer in its response)."""
+        now = utcnow()
         values: dict[str, Any] = {}
         if result is not None:
             values = {
@@ -239,7 +266,10 @@ class PaymentService:
                 "acquirer_code": result.code,
                 "acquirer_message": result.message,
             }
-        if target is not S.PENDING:
+        if target is S.PENDING:
+            # The reconciler looks again only after VTEX has our `undefined` answer.
+            values["next_check_at"] = now + self._first_check_delay
+        else:
             values["authorizing_since"] = None
         # Only an undecided payment is decided here; a cancelled one stays cancelled.
         sources = (sources_of(target) & UNDECIDED) - {target}
@@ -248,10 +278,37 @@ class PaymentService:
             decided = await repository.decide(payment.id, sources, target, **values)
             if decided is not None:
                 log.info("payment %s %s", payment.payment_id, target)
+                if notify and target is not S.PENDING:
+                    await self._enqueue_callback(session, decided, now)
                 return decided
             current = await repository.get(payment.merchant_id, payment.payment_id)
         assert current is not None
         return current
+
+    async def record_outcome(
+        self, payment: Payment, result: AuthorizationResult, *, notify: bool
+    ) -> Payment:
+        """An outcome learnt outside POST /payments (reconciler, webhook): VTEX hears it by
+        callback when `notify`."""
+        return await self._decide(payment, _STATE_OF[result.outcome], result, notify=notify)
+
+    def acquirer_for(self, payment: Payment) -> Acquirer:
+        return self._acquirers[payment.acquirer]
+
+    async def _enqueue_callback(
+        self, session: AsyncSession, payment: Payment, now: datetime
+    ) -> None:
+        if not payment.callback_url:
+            return
+        settings = self._settings
+        await OutboxRepository(session).enqueue(
+            kind="payment_callback",
+            payment_pk=payment.id,
+            url=payment.callback_url,
+            payload=self._response(payment).model_dump(mode="json"),
+            available_at=now + timedelta(seconds=settings.callback_delay_seconds),
+            deadline=now + timedelta(seconds=settings.callback_deadline_seconds),
+        )
 
     async def _current(self, payment: Payment, card: CardData | None) -> Payment:
         """A repeated POST /payments: the current state, settling an undecided one if possible."""
@@ -279,7 +336,7 @@ class PaymentService:
         acquirer = self._acquirers[payment.acquirer]
         try:
             known = await self._within_budget(
-                acquirer.query(_authorization_key(payment)), acquirer.name
+                acquirer.query(authorization_key(payment)), acquirer.name
             )
         except AcquirerError as error:
             log.warning("payment %s: reconciliation failed: %r", payment.payment_id, error)
@@ -466,31 +523,34 @@ class PaymentService:
         """Call the acquirer for a reserved operation and record its answer."""
         acquirer = self._acquirers[payment.acquirer]
         request = OperationRequest(
-            idempotency_key=f"{_authorization_key(payment)}:{kind}:{operation.request_id}",
-            authorization_key=_authorization_key(payment),
+            idempotency_key=f"{authorization_key(payment)}:{kind}:{operation.request_id}",
+            authorization_key=authorization_key(payment),
             amount_minor=operation.amount_minor or payment.amount_minor,
             currency=payment.currency,
         )
+        call = {
+            OperationKind.SETTLEMENT: acquirer.capture,
+            OperationKind.REFUND: acquirer.refund,
+            OperationKind.CANCELLATION: acquirer.void,
+        }[kind]
+        try:
+            result = await self._within_budget(call(request), acquirer.name)
+        except AcquirerError as error:
+            # Outcome unknown: keep the reservation; VTEX's retry asks again with this key.
+            log.warning(
+                "payment %s: %s %s outcome unknown: %r",
+                payment.payment_id,
+                kind,
+                operation.request_id,
+                error,
+            )
+            return self._transient(kind, payment, operation, error.code, error.message)
         if kind is OperationKind.CANCELLATION and payment.authorization_id is None:
-            result = OperationResult(True, _reference("CNL", operation), None, None)
-        else:
-            call = {
-                OperationKind.SETTLEMENT: acquirer.capture,
-                OperationKind.REFUND: acquirer.refund,
-                OperationKind.CANCELLATION: acquirer.void,
-            }[kind]
-            try:
-                result = await self._within_budget(call(request), acquirer.name)
-            except AcquirerError as error:
-                # Outcome unknown: keep the reservation; VTEX's retry asks again with this key.
-                log.warning(
-                    "payment %s: %s %s outcome unknown: %r",
-                    payment.payment_id,
-                    kind,
-                    operation.request_id,
-                    error,
-                )
-                return self._transient(kind, payment, operation, error.code, error.message)
+            # A pending payment: the void makes sure a late approval can never be captured; if
+            # the acquirer has nothing to void, the cancellation stands all the same.
+            result = OperationResult(
+                True, result.reference or _reference("CNL", operation), None, None
+            )
 
         async with self._db.writer() as session:
             repository = PaymentRepository(session)
@@ -667,7 +727,7 @@ _STATE_OF = {
 }
 
 
-def _authorization_key(payment: Payment) -> str:
+def authorization_key(payment: Payment) -> str:
     return f"pay-{payment.id.hex}"
 
 

@@ -412,6 +412,8 @@ def server_environment(url: str) -> dict[str, str]:
     env["CONNECTOR_DATABASE_URL"] = url
     env["CONNECTOR_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
     env["CONNECTOR_LOG_LEVEL"] = "WARNING"
+    # The bodies call back to example.com; authorizations here are synchronous, so nothing is sent.
+    env["CONNECTOR_CALLBACK_ALLOWED_HOSTS"] = "*.example.com"
     # Run from source too: the repository root first on the path (harmless when installed).
     env["PYTHONPATH"] = os.pathsep.join(
         part for part in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if part

@@ -56,6 +56,8 @@ def two_servers(
         # Slow enough that every duplicate arrives while the first authorization is in flight.
         "CONNECTOR_SANDBOX_LATENCY_MS": "300",
         "CONNECTOR_LOG_LEVEL": "WARNING",
+        "CONNECTOR_CALLBACK_ALLOWED_HOSTS": "*.example.com",
+        "CONNECTOR_RUN_BACKGROUND_WORKERS": "false",
     }
     processes, urls = [], []
     try:

@@ -1,0 +1,1 @@
+"""Durable outbound calls: rows written with the state change, delivered afterwards, retried."""

@@ -1,0 +1,149 @@
+"""Outcomes learnt after POST /payments has answered `undefined`.
+
+Two sources: the reconciler, which asks the acquirer about pending payments on a schedule, and
+the webhook the provider's core calls. Either one moves the state machine and, in the same
+transaction, enqueues the callback to VTEX. Both are idempotent: a payment is decided once, so a
+duplicate or late report changes nothing, except that an approval arriving after the payment was
+cancelled is voided at the acquirer and logged, never revived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+
+from connector.acquirers.base import (
+    AuthorizationOutcome,
+    AuthorizationResult,
+    OperationRequest,
+)
+from connector.db.engine import Database
+from connector.db.tables import Payment, utcnow
+from connector.errors import AcquirerError, NotFound
+from connector.payments.repository import PaymentRepository
+from connector.payments.service import PaymentService, authorization_key
+from connector.payments.states import PaymentState
+from connector.settings import Settings
+
+log = logging.getLogger(__name__)
+S = PaymentState
+BATCH = 50
+
+
+class Outcomes:
+    def __init__(self, database: Database, settings: Settings, payments: PaymentService) -> None:
+        self._db = database
+        self._settings = settings
+        self._payments = payments
+        self._interval = timedelta(seconds=settings.reconcile_interval_seconds)
+
+    # ------------------------------------------------------------------ reconciler
+
+    async def reconcile_due(self) -> int:
+        """Check every pending payment that is due; the number checked by this process."""
+        now = utcnow()
+        async with self._db.reader() as session:
+            due = await PaymentRepository(session).due_for_check(now, BATCH)
+        checked = 0
+        for payment in due:
+            async with self._db.writer() as session:
+                claimed = await PaymentRepository(session).claim_check(
+                    payment.id, now, now + self._interval
+                )
+            if claimed:
+                checked += 1
+                await self._check(payment)
+        return checked
+
+    async def _check(self, payment: Payment) -> None:
+        acquirer = self._payments.acquirer_for(payment)
+        try:
+            known = await asyncio.wait_for(
+                acquirer.query(authorization_key(payment)),
+                self._settings.acquirer_timeout_seconds,
+            )
+        except (AcquirerError, TimeoutError) as error:
+            log.warning("payment %s: reconciliation failed: %r", payment.payment_id, error)
+            return
+        expired = utcnow() >= payment.created_at + timedelta(seconds=payment.delay_to_cancel)
+        if known is not None and known.outcome is not AuthorizationOutcome.PENDING:
+            await self.apply(payment, known)
+        elif expired:
+            await self._expire(payment, known)
+
+    async def _expire(self, payment: Payment, known: AuthorizationResult | None) -> None:
+        """Past `delayToCancel` with no decision: cancelled, as VTEX will cancel it too."""
+        async with self._db.writer() as session:
+            cancelled = await PaymentRepository(session).reserve_cancellation(payment.id, S.PENDING)
+        if cancelled:
+            log.warning(
+                "payment %s expired after %d s without a decision; cancelled",
+                payment.payment_id,
+                payment.delay_to_cancel,
+            )
+            if known is not None:
+                # The acquirer knows the authorization: make sure it can never be captured.
+                await self._void(payment, "expired")
+
+    # ------------------------------------------------------------------ any source
+
+    async def apply(self, payment: Payment, result: AuthorizationResult) -> Payment:
+        decided = await self._payments.record_outcome(payment, result, notify=True)
+        if (
+            decided.status == S.CANCELLED
+            and decided.authorization_id is None
+            and result.outcome is AuthorizationOutcome.APPROVED
+        ):
+            log.warning(
+                "payment %s: approval arrived after cancellation; voiding it", payment.payment_id
+            )
+            await self._void(decided, "late-approval")
+        return decided
+
+    async def _void(self, payment: Payment, reason: str) -> None:
+        acquirer = self._payments.acquirer_for(payment)
+        key = authorization_key(payment)
+        try:
+            result = await acquirer.void(
+                OperationRequest(
+                    idempotency_key=f"{key}:void:{reason}",
+                    authorization_key=key,
+                    amount_minor=payment.amount_minor,
+                    currency=payment.currency,
+                )
+            )
+        except AcquirerError as error:
+            log.error(
+                "payment %s: void after %s failed, operator action needed: %r",
+                payment.payment_id,
+                reason,
+                error,
+            )
+            return
+        log.warning(
+            "payment %s: void after %s: %s",
+            payment.payment_id,
+            reason,
+            "done" if result.succeeded else f"refused ({result.code})",
+        )
+
+    async def report(self, payment_pk: uuid.UUID, result: AuthorizationResult) -> Payment:
+        """The provider's core reports an outcome (webhook)."""
+        async with self._db.reader() as session:
+            payment = await PaymentRepository(session).by_pk(payment_pk)
+        if payment is None:
+            raise NotFound("no payment for that idempotency key", code="payment-not-found")
+        return await self.apply(payment, result)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.reconcile_due()
+            except Exception:  # keep reconciling whatever one pass did
+                log.exception("reconciliation pass failed")
+            try:
+                await asyncio.wait_for(stop.wait(), self._settings.reconcile_interval_seconds)
+            except TimeoutError:
+                pass
