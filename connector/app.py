@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from connector import observability
+from connector import observability, webhooks
 from connector.acquirers.base import Acquirer
 from connector.acquirers.sandbox import SandboxAcquirer
 from connector.db.engine import Database
@@ -102,7 +102,7 @@ class SchemaNotCurrent(RuntimeError):
     pass
 
 
-async def _check_schema(database: Database) -> None:
+async def check_schema(database: Database) -> None:
     current, head = await current_revision(database.write_engine), head_revision()
     if current != head:
         raise SchemaNotCurrent(
@@ -184,7 +184,7 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     try:
-        await _check_schema(request.app.state.services.database)
+        await check_schema(request.app.state.services.database)
     except Exception as error:  # any failure means "not ready", never a crash
         return JSONResponse({"status": "unavailable", "reason": str(error)}, status_code=503)
     return JSONResponse({"status": "ok"})
@@ -201,7 +201,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = build_services(settings)
         try:
-            await _check_schema(services.database)
+            await check_schema(services.database)
             app.state.services = services
             if settings.run_background_workers:
                 async with background_workers(services):
@@ -214,6 +214,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=[
             Mount(PAYMENT_PROVIDER_PREFIX, routes=payment_routes.routes),
+            Mount("/provider/webhooks", routes=webhooks.routes),
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/openapi.yaml", openapi_yaml, methods=["GET"]),
             Route("/health/live", live, methods=["GET"]),

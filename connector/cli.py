@@ -1,4 +1,4 @@
-"""`connector serve | migrate | merchants ... | keys ...`"""
+"""`connector serve | migrate | worker | merchants ... | outbox ... | keys ...`"""
 
 from __future__ import annotations
 
@@ -121,6 +121,76 @@ def keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Deliver callbacks and reconcile pending payments, without serving HTTP."""
+    import signal
+
+    from connector.app import check_schema, background_workers, build_services
+
+    async def run() -> None:
+        services = build_services(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await check_schema(services.database)
+            async with background_workers(services):
+                await stop.wait()
+        finally:
+            await services.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def outbox_list(args: argparse.Namespace, settings: Settings) -> int:
+    from connector.outbox.repository import OutboxRepository
+
+    async def fetch(db: Database) -> list[dict[str, object]]:
+        async with db.reader() as session:
+            messages = await OutboxRepository(session).messages(args.status, args.limit)
+        return [
+            {
+                "id": str(m.id),
+                "kind": m.kind,
+                "status": m.status,
+                "attempts": m.attempts,
+                "url": m.url.split("?")[0],
+                "paymentId": m.payload.get("paymentId"),
+                "lastError": m.last_error,
+                "createdAt": m.created_at.isoformat(),
+                "deliveredAt": m.delivered_at.isoformat() if m.delivered_at else None,
+            }
+            for m in messages
+        ]
+
+    _print_json(_with_database(settings, fetch))
+    return 0
+
+
+def outbox_retry(args: argparse.Namespace, settings: Settings) -> int:
+    import uuid
+    from datetime import timedelta
+
+    from connector.db.tables import utcnow
+    from connector.outbox.repository import OutboxRepository
+
+    ids = None if args.all else [uuid.UUID(value) for value in args.ids]
+    if ids == []:
+        print("name dead letters by id, or pass --all", file=sys.stderr)
+        return 2
+
+    async def retry(db: Database) -> int:
+        now = utcnow()
+        deadline = now + timedelta(seconds=settings.callback_deadline_seconds)
+        async with db.writer() as session:
+            return await OutboxRepository(session).retry(ids, now, deadline)
+
+    print(f"{_with_database(settings, retry)} dead letters queued again")
+    return 0
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -158,6 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo = merchant_commands.add_parser("demo", help="create or refresh the demo merchant")
     demo.add_argument("--name", default="demo")
     demo.set_defaults(handler=merchants_demo)
+
+    commands.add_parser(
+        "worker", help="deliver callbacks and reconcile pending payments (no HTTP)"
+    ).set_defaults(handler=worker)
+
+    outbox = commands.add_parser("outbox", help="callbacks waiting, delivered or dead")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
+    listing = outbox_commands.add_parser("list", help="list callbacks (newest last)")
+    listing.add_argument("--status", choices=["pending", "delivered", "dead"])
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(handler=outbox_list)
+    again = outbox_commands.add_parser("retry", help="queue dead letters again")
+    again.add_argument("ids", nargs="*")
+    again.add_argument("--all", action="store_true", help="every dead letter")
+    again.set_defaults(handler=outbox_retry)
 
     keys = commands.add_parser("keys", help="encryption keys for personal data")
     key_commands = keys.add_subparsers(dest="key_command", required=True)
