@@ -125,7 +125,7 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     """Deliver callbacks and reconcile pending payments, without serving HTTP."""
     import signal
 
-    from connector.app import check_schema, background_workers, build_services
+    from connector.app import background_workers, build_services, check_schema
 
     async def run() -> None:
         services = build_services(settings)
