@@ -21,7 +21,7 @@ from connector.outbox.repository import OutboxRepository
 from connector.settings import Settings
 
 log = logging.getLogger(__name__)
-BATCH = 20
+BATCH = 50
 
 
 class Dispatcher:
@@ -54,59 +54,69 @@ class Dispatcher:
         return self._rng.uniform(ceiling / 2, ceiling)
 
     async def dispatch_once(self) -> int:
-        """Claim what is due and deliver it; the number of rows handled."""
+        """Claim what is due, deliver it concurrently, record every result in one transaction;
+        the number of rows handled."""
         now = utcnow()
         lease = now + timedelta(seconds=self._settings.outbox_lease_seconds)
         async with self._db.writer() as session:
             messages = await OutboxRepository(session).claim(now, lease, BATCH)
-        if messages:
-            await asyncio.gather(*(self._deliver(message) for message in messages))
-        return len(messages)
-
-    async def _deliver(self, message: OutboxMessage) -> None:
-        settings = self._settings
-        error: str | None = None
-        if not callback_url_allowed(
-            message.url, settings.callback_allowed_hosts, settings.callback_allow_loopback
-        ):
-            error = "callback host is not on the allow-list"
-        else:
-            try:
-                response = await self._http.post(
-                    message.url,  # verbatim: its X-VTEX-signature parameter must stay intact
-                    json=message.payload,
-                    headers=self._headers(),
-                    timeout=settings.callback_timeout_seconds,
-                )
-                if not response.is_success:
-                    error = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+        if not messages:
+            return 0
+        errors = await asyncio.gather(*(self._send(message) for message in messages))
         now = utcnow()
         async with self._db.writer() as session:
             repository = OutboxRepository(session)
-            if error is None:
-                await repository.delivered(message, now)
-                log.info("callback %s delivered (attempt %d)", message.id, message.attempts)
-                return
-            next_try = now + timedelta(seconds=self.backoff(message.attempts))
-            retry_at: datetime | None = next_try if next_try <= message.deadline else None
-            if retry_at is None:
-                log.error(
-                    "callback %s is a dead letter after %d attempts: %s",
-                    message.id,
-                    message.attempts,
-                    error,
-                )
-            else:
-                log.warning(
-                    "callback %s failed (attempt %d): %s; retry at %s",
-                    message.id,
-                    message.attempts,
-                    error,
-                    retry_at.isoformat(),
-                )
-            await repository.failed(message, error, retry_at)
+            for message, error in zip(messages, errors, strict=True):
+                await self._record(repository, message, error, now)
+        return len(messages)
+
+    async def _send(self, message: OutboxMessage) -> str | None:
+        """POST one message; None when delivered, else what went wrong."""
+        settings = self._settings
+        if not callback_url_allowed(
+            message.url, settings.callback_allowed_hosts, settings.callback_allow_loopback
+        ):
+            return "callback host is not on the allow-list"
+        try:
+            response = await self._http.post(
+                message.url,  # verbatim: its X-VTEX-signature parameter must stay intact
+                json=message.payload,
+                headers=self._headers(),
+                timeout=settings.callback_timeout_seconds,
+            )
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None if response.is_success else f"HTTP {response.status_code}"
+
+    async def _record(
+        self,
+        repository: OutboxRepository,
+        message: OutboxMessage,
+        error: str | None,
+        now: datetime,
+    ) -> None:
+        if error is None:
+            await repository.delivered(message, now)
+            log.info("callback %s delivered (attempt %d)", message.id, message.attempts)
+            return
+        next_try = now + timedelta(seconds=self.backoff(message.attempts))
+        retry_at: datetime | None = next_try if next_try <= message.deadline else None
+        if retry_at is None:
+            log.error(
+                "callback %s is a dead letter after %d attempts: %s",
+                message.id,
+                message.attempts,
+                error,
+            )
+        else:
+            log.warning(
+                "callback %s failed (attempt %d): %s; retry at %s",
+                message.id,
+                message.attempts,
+                error,
+                retry_at.isoformat(),
+            )
+        await repository.failed(message, error, retry_at)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
