@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from connector import observability, webhooks
+from connector.acquirers import sandbox_pages
 from connector.acquirers.base import Acquirer
 from connector.acquirers.sandbox import SandboxAcquirer
 from connector.db.engine import Database
@@ -65,6 +66,9 @@ def build_services(settings: Settings) -> Services:
         latency_seconds=settings.sandbox_latency_ms / 1000,
         failure_rate=settings.sandbox_failure_rate,
         async_decision_seconds=settings.sandbox_async_decision_seconds,
+        public_base_url=settings.public_base_url,
+        pix_key=settings.pix_key,
+        payment_app_name=settings.payment_app_name,
     )
     acquirers: dict[str, Acquirer] = {"sandbox": sandbox}
     payments = PaymentService(database, settings, FieldCipher(settings.encryption_keys), acquirers)
@@ -215,6 +219,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Mount(PAYMENT_PROVIDER_PREFIX, routes=payment_routes.routes),
             Mount("/provider/webhooks", routes=webhooks.routes),
+            Mount("/sandbox", routes=sandbox_pages.routes),
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/openapi.yaml", openapi_yaml, methods=["GET"]),
             Route("/health/live", live, methods=["GET"]),

@@ -59,6 +59,21 @@ class Settings(BaseSettings):
     # Merchant used when the Test Suite sends empty credentials; unset means such calls get 401.
     test_suite_merchant: str | None = None
 
+    # ----- purchase flows beyond cards (BankInvoice and Pix are recognised by their VTEX names)
+    # Where shoppers reach this deployment (the sandbox's payment page, redirect returns).
+    public_base_url: str = "http://127.0.0.1:8000"
+    redirect_payment_methods: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    payment_app_methods: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    payment_app_name: str = "vtex.payment-app"
+    pix_key: str = "sandbox@example.com"
+    pix_expiry_seconds: int = Field(default=1_800, ge=900, le=3_600)  # VTEX: 15 to 60 minutes
+    bank_invoice_delay_to_cancel: int = Field(
+        default=259_200, ge=MIN_DELAY_TO_CANCEL, le=MAX_DELAY_TO_CANCEL
+    )
+    redirect_delay_to_cancel: int = Field(
+        default=3_600, ge=MIN_DELAY_TO_CANCEL, le=MAX_DELAY_TO_CANCEL
+    )
+
     acquirer: Literal["sandbox"] = "sandbox"
     acquirer_timeout_seconds: float = Field(default=4.0, gt=0, le=15)
     # An authorization or operation attempt older than this lost its process or its answer, and

@@ -238,6 +238,15 @@ class Manifest(BaseModel):
 PaymentStatus = Literal["approved", "denied", "undefined"]
 
 
+class PaymentAppData(BaseModel):
+    """What VTEX's checkout opens for a payment app or Pix; `payload` is a JSON string."""
+
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    app_name: str = Field(alias="appName")
+    payload: str
+
+
 class CreatePaymentResponse(BaseModel):
     """Every key the spec lists; `null` where it does not apply."""
 
@@ -255,6 +264,15 @@ class CreatePaymentResponse(BaseModel):
     delay_to_auto_settle_after_antifraud: int = Field(alias="delayToAutoSettleAfterAntifraud")
     delay_to_cancel: int = Field(alias="delayToCancel")
     payment_url: str | None = Field(default=None, alias="paymentUrl")
+    # Deprecated by VTEX in favour of paymentUrl, but what its Test Suite's Redirect case reads.
+    redirect_url: str | None = Field(default=None, alias="redirectUrl")
+    identification_number: str | None = Field(default=None, alias="identificationNumber")
+    identification_number_formatted: str | None = Field(
+        default=None, alias="identificationNumberFormatted"
+    )
+    bar_code_image_type: str | None = Field(default=None, alias="barCodeImageType")
+    bar_code_image_number: str | None = Field(default=None, alias="barCodeImageNumber")
+    payment_app_data: PaymentAppData | None = Field(default=None, alias="paymentAppData")
     max_value: WireAmount | None = Field(default=None, alias="maxValue")
     card_brand: str | None = Field(default=None, alias="cardBrand")
     first_digits: str | None = Field(default=None, alias="firstDigits")

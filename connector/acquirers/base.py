@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
+
+
+class Flow(StrEnum):
+    """How the shopper pays, which decides what an undecided authorization looks like."""
+
+    CARD = "card"
+    REDIRECT = "redirect"
+    BANK_INVOICE = "bank_invoice"
+    PIX = "pix"
+    PAYMENT_APP = "payment_app"
 
 
 class AuthorizationOutcome(StrEnum):
@@ -47,6 +57,8 @@ class AuthorizationRequest:
     installments: int | None
     card: CardData | None
     test_suite: bool
+    flow: Flow = Flow.CARD
+    merchant_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +68,9 @@ class AuthorizationResult:
     nsu: str | None
     code: str | None
     message: str | None
+    # Flow-specific answer fields for VTEX (paymentUrl, bank invoice numbers, paymentAppData),
+    # by their protocol names; only on the answer to an authorization.
+    instrument: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

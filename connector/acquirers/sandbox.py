@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from connector.acquirers import instruments
 from connector.acquirers.base import (
     AuthorizationOutcome,
     AuthorizationRequest,
     AuthorizationResult,
+    Flow,
     OperationRequest,
     OperationResult,
 )
@@ -76,8 +80,14 @@ class SandboxAcquirer:
         failure_rate: float = 0.0,
         async_decision_seconds: float = 5.0,
         rng: random.Random | None = None,
+        public_base_url: str = "http://127.0.0.1:8000",
+        pix_key: str = "sandbox@example.com",
+        payment_app_name: str = "vtex.payment-app",
     ) -> None:
         self._db = database
+        self.public_base_url = public_base_url.rstrip("/")
+        self.pix_key = pix_key
+        self.payment_app_name = payment_app_name
         self.latency_seconds = latency_seconds
         self.failure_rate = failure_rate
         self.async_decision_seconds = async_decision_seconds
@@ -109,28 +119,57 @@ class SandboxAcquirer:
 
     # ------------------------------------------------------------------ authorization
 
-    def _decide(self, request: AuthorizationRequest) -> tuple[AuthorizationOutcome, str, str, bool]:
-        """(final outcome, code, message, decided later?)"""
+    def _decide(self, request: AuthorizationRequest) -> tuple[AuthorizationOutcome, str, bool]:
+        """(final outcome, code, decided later?); PENDING means "when the shopper acts"."""
+        later = AuthorizationOutcome.APPROVED, "0000", True
+        if request.flow in (Flow.BANK_INVOICE, Flow.PIX):
+            return later  # the shopper pays a few seconds later
+        if request.flow in (Flow.REDIRECT, Flow.PAYMENT_APP):
+            # VTEX's Test Suite expects the approval by itself; a shopper uses our page.
+            return later if request.test_suite else (AuthorizationOutcome.PENDING, "", False)
         number = request.card.number if request.card else None
         if number == APPROVED_CARD:
-            return AuthorizationOutcome.APPROVED, "0000", "Approved (test card)", False
+            return AuthorizationOutcome.APPROVED, "0000", False
         if number == DENIED_CARD:
-            return AuthorizationOutcome.DENIED, "51", "Denied (test card)", False
+            return AuthorizationOutcome.DENIED, "51", False
         if number == ASYNC_APPROVED_CARD:
-            return AuthorizationOutcome.APPROVED, "0000", "Approved (async test card)", True
+            return AuthorizationOutcome.APPROVED, "0000", True
         if number == ASYNC_DENIED_CARD:
-            return AuthorizationOutcome.DENIED, "51", "Denied (async test card)", True
+            return AuthorizationOutcome.DENIED, "51", True
         if number is not None and not luhn_valid(number):
-            return AuthorizationOutcome.DENIED, "invalid-card-number", "Invalid card number", False
+            return AuthorizationOutcome.DENIED, "invalid-card-number", False
         if request.amount_minor % 100 == 51:
-            return AuthorizationOutcome.DENIED, "insufficient-funds", "Insufficient funds", False
-        return AuthorizationOutcome.APPROVED, "0000", "Approved", False
+            return AuthorizationOutcome.DENIED, "insufficient-funds", False
+        return AuthorizationOutcome.APPROVED, "0000", False
 
-    def _result(self, call: SandboxAcquirerCall) -> AuthorizationResult:
+    def page_url(self, key: str) -> str:
+        """The sandbox's stand-in for a bank's or wallet's page, where the shopper decides."""
+        return f"{self.public_base_url}/sandbox/pay/{key}"
+
+    def _instrument(self, request: AuthorizationRequest) -> dict[str, Any] | None:
+        key, amount = request.idempotency_key, request.amount_minor
+        page = self.page_url(key)
+        if request.flow is Flow.BANK_INVOICE:
+            return {"paymentUrl": page, **instruments.bank_invoice(key, amount)}
+        if request.flow is Flow.PIX:
+            return instruments.pix(key, amount, request.merchant_name or "", self.pix_key)
+        if request.flow is Flow.REDIRECT:
+            return {"paymentUrl": page, "redirectUrl": page}
+        if request.flow is Flow.PAYMENT_APP:
+            payload = json.dumps({"paymentUrl": page, "approveUrl": f"{page}?decision=approve",
+                                  "denyUrl": f"{page}?decision=deny"})
+            return {"paymentAppData": {"appName": self.payment_app_name, "payload": payload}}
+        return None
+
+    def _result(
+        self, call: SandboxAcquirerCall, instrument: dict[str, Any] | None = None
+    ) -> AuthorizationResult:
         key = call.idempotency_key
-        if call.decide_at is not None and utcnow() < call.decide_at:
+        waiting = call.decide_at is not None and utcnow() < call.decide_at
+        if waiting or call.outcome == AuthorizationOutcome.PENDING:
             return AuthorizationResult(
-                AuthorizationOutcome.PENDING, None, None, "pending", "Waiting for the issuer"
+                AuthorizationOutcome.PENDING, None, None, "pending", "Waiting for the shopper",
+                instrument,
             )
         outcome = AuthorizationOutcome(call.outcome)
         approved = outcome is AuthorizationOutcome.APPROVED
@@ -171,7 +210,7 @@ class SandboxAcquirer:
                     )
                 )
             else:
-                outcome, code, _message, later = self._decide(request)
+                outcome, code, later = self._decide(request)
                 delay = timedelta(seconds=self.async_decision_seconds)
                 call = SandboxAcquirerCall(
                     operation="authorize",
@@ -183,6 +222,16 @@ class SandboxAcquirer:
                 )
                 session.add(call)
         self._after("authorize")
+        return self._result(call, self._instrument(request))
+
+    async def complete(self, idempotency_key: str, approved: bool) -> AuthorizationResult | None:
+        """The shopper decided on the sandbox's page; None if nothing was waiting for it."""
+        outcome = AuthorizationOutcome.APPROVED if approved else AuthorizationOutcome.DENIED
+        async with self._db.writer() as session:
+            call = await self._first_call(session, "authorize", idempotency_key)
+            if call is None or call.outcome != AuthorizationOutcome.PENDING:
+                return None
+            call.outcome, call.reference = outcome.value, "0000" if approved else "shopper-declined"
         return self._result(call)
 
     async def query(self, idempotency_key: str) -> AuthorizationResult | None:

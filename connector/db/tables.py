@@ -123,6 +123,8 @@ class Payment(Base):
     cancellation_id: Mapped[str | None] = mapped_column(String(64))
     # When the current authorization attempt started; a stale value lets a retry take over.
     authorizing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Flow-specific answer fields (paymentUrl, bank invoice numbers, paymentAppData).
+    instrument: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # When the reconciler may next ask the acquirer about this pending payment (its lease).
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -30,6 +30,7 @@ from connector.acquirers.base import (
     AuthorizationRequest,
     AuthorizationResult,
     CardData,
+    Flow,
     OperationRequest,
     OperationResult,
 )
@@ -149,6 +150,32 @@ class PaymentService:
             payment = await self._current(payment, card)
         return self._response(payment)
 
+    def _flow(self, method: str | None, test_suite: bool, card: CardData | None) -> Flow:
+        """The purchase flow, from VTEX's payment method name (and the Test Suite's habits)."""
+        settings = self._settings
+        if method == "BankInvoice":
+            return Flow.BANK_INVOICE
+        if method == "Pix":
+            return Flow.PIX
+        if method in settings.redirect_payment_methods:
+            return Flow.REDIRECT
+        if method in settings.payment_app_methods:
+            return Flow.PAYMENT_APP
+        if test_suite and card is not None and card.number is None:
+            # The Test Suite's Redirect case sends a card whose members are all null.
+            return Flow.REDIRECT
+        return Flow.CARD
+
+    def _delay_to_cancel(self, flow: Flow) -> int:
+        """How long VTEX waits for a decision before cancelling: the instrument's validity."""
+        settings = self._settings
+        return {
+            Flow.BANK_INVOICE: settings.bank_invoice_delay_to_cancel,
+            Flow.PIX: settings.pix_expiry_seconds,
+            Flow.REDIRECT: settings.redirect_delay_to_cancel,
+            Flow.PAYMENT_APP: settings.redirect_delay_to_cancel,
+        }.get(flow, settings.delay_to_cancel)
+
     def _check_callback_url(self, url: str | None) -> None:
         settings = self._settings
         if url and not callback_url_allowed(
@@ -189,7 +216,9 @@ class PaymentService:
             "acquirer": acquirer_name,
             "delay_to_auto_settle": settings.delay_to_auto_settle,
             "delay_to_auto_settle_after_antifraud": settings.delay_to_auto_settle_after_antifraud,
-            "delay_to_cancel": settings.delay_to_cancel,
+            "delay_to_cancel": self._delay_to_cancel(
+                self._flow(request.payment_method, test_suite, card)
+            ),
             "card_bin": card.bin if card else None,
             "card_last4": card.last4 if card else None,
             "is_test_suite": test_suite,
@@ -239,6 +268,7 @@ class PaymentService:
             installments=payment.installments,
             card=card,
             test_suite=payment.is_test_suite,
+            flow=self._flow(payment.payment_method, payment.is_test_suite, card),
         )
         try:
             result = await self._within_budget(acquirer.authorize(request), acquirer.name)
@@ -266,6 +296,8 @@ class PaymentService:
                 "acquirer_code": result.code,
                 "acquirer_message": result.message,
             }
+            if result.instrument is not None:
+                values["instrument"] = result.instrument
         if target is S.PENDING:
             # The reconciler looks again only after VTEX has our `undefined` answer.
             values["next_check_at"] = now + self._first_check_delay
@@ -379,6 +411,7 @@ class PaymentService:
             cardBrand=payment.payment_method if payment.card_last4 else None,
             firstDigits=payment.card_bin,
             lastDigits=payment.card_last4,
+            **(payment.instrument or {}),
         )
 
     # ================================================================== operations

@@ -173,7 +173,7 @@ async def test_slow_acquirer_is_cut_at_the_budget(
 async def test_lenient_request_shapes_are_accepted(
     client: httpx.AsyncClient, merchant: MerchantCredentials
 ):
-    body = payloads.create_payment(card_number=None, paymentMethod="BankInvoice")
+    body = payloads.create_payment(card_number=None, paymentMethod="Promissories")
     body["card"] = {
         "holder": "null",
         "number": "null",
