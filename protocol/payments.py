@@ -206,6 +206,41 @@ class CancellationRequest(_OperationRequest):
     value: Decimal | None = None
 
 
+class InboundRequestData(_Lenient):
+    body: str | None = None
+
+
+class InboundRequest(_Lenient):
+    """`POST /payments/{paymentId}/inbound/{action}`: an external call VTEX forwards to us."""
+
+    request_id: str = Field(alias="requestId", min_length=1, max_length=200)
+    payment_id: NullableStr = Field(default=None, alias="paymentId")
+    transaction_id: NullableStr = Field(default=None, alias="transactionId")
+    authorization_id: NullableStr = Field(default=None, alias="authorizationId")
+    nsu: NullableStr = None
+    tid: NullableStr = None
+    request_data: InboundRequestData | None = Field(default=None, alias="requestData")
+    merchant_settings: list[NameValue] | None = Field(default=None, alias="merchantSettings")
+
+
+class InboundResponseData(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    status_code: int = Field(alias="statusCode")
+    content_type: str = Field(alias="contentType")
+    content: str
+
+
+class InboundResponse(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    request_id: str = Field(alias="requestId")
+    payment_id: str = Field(alias="paymentId")
+    code: str | None = None
+    message: str | None = None
+    response_data: InboundResponseData = Field(alias="responseData")
+
+
 class ManifestPaymentMethod(BaseModel):
     name: str
     allows_split: Literal["onAuthorize", "onCapture", "disabled"] = Field(

@@ -423,8 +423,14 @@ def _authenticated_request(operation: Operation, payment_id: str) -> Any:
         "refundPayment": lambda: payloads.refund(EXAMPLE_PAYMENT_ID, 1.0),
         "cancelPayment": lambda: payloads.cancellation(EXAMPLE_PAYMENT_ID),
         "cancelPaymentAlias": lambda: payloads.cancellation(EXAMPLE_PAYMENT_ID),
+        "inboundRequest": lambda: {"requestId": "r", "requestData": {"body": "{}"}},
+        "inboundRequestAlias": lambda: {"requestId": "r", "requestData": {"body": "{}"}},
     }
-    path_parameters = {"paymentId": EXAMPLE_PAYMENT_ID} if operation.path_parameters else None
+    path_parameters: dict[str, str] | None = None
+    if operation.path_parameters:
+        path_parameters = {"paymentId": EXAMPLE_PAYMENT_ID}
+        if "inbound" in _operation_id(operation):
+            path_parameters["action"] = "status"
     return operation.Case(
         path_parameters=path_parameters,
         body=bodies[_operation_id(operation)](),
@@ -436,6 +442,7 @@ def test_unauthenticated_requests_answer_401(api: InProcessApi) -> None:
     authenticated = [op for op in _operations(schema).values() if _is_authenticated(op)]
     assert {_operation_id(op) for op in authenticated} == {
         "createPayment", "settlePayment", "refundPayment", "cancelPayment", "cancelPaymentAlias",
+        "inboundRequest", "inboundRequestAlias",
     }
     new_payment_id = uuid.uuid4().hex.upper()
     for operation in authenticated:

@@ -368,6 +368,8 @@ def test_operation_ids_are_unique_and_expected(openapi: dict[str, Any]) -> None:
         "refundPayment",
         "cancelPayment",
         "cancelPaymentAlias",
+        "inboundRequest",
+        "inboundRequestAlias",
     }
 
 

@@ -91,6 +91,17 @@ class OperationResult:
     message: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class InboundAnswer:
+    """The acquirer's answer to an inbound request, relayed by VTEX to the original caller; an
+    outcome it carries (a payment decided by that call) is recorded by the connector."""
+
+    status_code: int
+    content_type: str
+    content: str
+    outcome: AuthorizationResult | None = None
+
+
 class Acquirer(Protocol):
     name: str
 
@@ -101,6 +112,10 @@ class Acquirer(Protocol):
     async def refund(self, request: OperationRequest) -> OperationResult: ...
 
     async def void(self, request: OperationRequest) -> OperationResult: ...
+
+    async def inbound(self, action: str, authorization_key: str, body: str) -> InboundAnswer | None:
+        """Handle an inbound request's `action`; None when the acquirer has no such action."""
+        ...
 
     async def query(self, idempotency_key: str) -> AuthorizationResult | None:
         """The authorization made with this key, or None if the acquirer never saw it."""

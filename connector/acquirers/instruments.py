@@ -21,8 +21,10 @@ def bank_invoice(key: str, amount_minor: int) -> dict[str, Any]:
     """A boleto-shaped instrument: the 47-digit line, formatted, and the 44-digit bar code."""
     amount = str(amount_minor).rjust(10, "0")[-10:]
     line = (_digits(key, 33) + "9" + amount + "000")[:47]
-    formatted = f"{line[0:5]}.{line[5:10]} {line[10:15]}.{line[15:21]} " \
+    formatted = (
+        f"{line[0:5]}.{line[5:10]} {line[10:15]}.{line[15:21]} "
         f"{line[21:26]}.{line[26:32]} {line[32]} {line[33:47]}"
+    )
     return {
         "identificationNumber": line,
         "identificationNumberFormatted": formatted,

@@ -35,6 +35,7 @@ from connector.acquirers.base import (
     AuthorizationRequest,
     AuthorizationResult,
     Flow,
+    InboundAnswer,
     OperationRequest,
     OperationResult,
 )
@@ -156,8 +157,13 @@ class SandboxAcquirer:
         if request.flow is Flow.REDIRECT:
             return {"paymentUrl": page, "redirectUrl": page}
         if request.flow is Flow.PAYMENT_APP:
-            payload = json.dumps({"paymentUrl": page, "approveUrl": f"{page}?decision=approve",
-                                  "denyUrl": f"{page}?decision=deny"})
+            payload = json.dumps(
+                {
+                    "paymentUrl": page,
+                    "approveUrl": f"{page}?decision=approve",
+                    "denyUrl": f"{page}?decision=deny",
+                }
+            )
             return {"paymentAppData": {"appName": self.payment_app_name, "payload": payload}}
         return None
 
@@ -168,7 +174,11 @@ class SandboxAcquirer:
         waiting = call.decide_at is not None and utcnow() < call.decide_at
         if waiting or call.outcome == AuthorizationOutcome.PENDING:
             return AuthorizationResult(
-                AuthorizationOutcome.PENDING, None, None, "pending", "Waiting for the shopper",
+                AuthorizationOutcome.PENDING,
+                None,
+                None,
+                "pending",
+                "Waiting for the shopper",
                 instrument,
             )
         outcome = AuthorizationOutcome(call.outcome)
@@ -233,6 +243,29 @@ class SandboxAcquirer:
                 return None
             call.outcome, call.reference = outcome.value, "0000" if approved else "shopper-declined"
         return self._result(call)
+
+    async def inbound(self, action: str, authorization_key: str, body: str) -> InboundAnswer | None:
+        """Actions: `status` (what the sandbox knows) and `decide` (`{"decision": "approve"}` or
+        `"deny"`, as a wallet's server-to-server notification would)."""
+        if action == "status":
+            known = await self.query(authorization_key)
+            outcome = known.outcome.value if known else "unknown"
+            return InboundAnswer(200, "application/json", json.dumps({"outcome": outcome}))
+        if action == "decide":
+            try:
+                decision = json.loads(body or "{}").get("decision")
+            except (ValueError, AttributeError):
+                decision = None
+            if decision not in ("approve", "deny"):
+                return InboundAnswer(
+                    400,
+                    "application/json",
+                    json.dumps({"error": "decision must be approve or deny"}),
+                )
+            result = await self.complete(authorization_key, approved=decision == "approve")
+            state = result.outcome.value if result else "already decided"
+            return InboundAnswer(200, "application/json", json.dumps({"outcome": state}), result)
+        return None
 
     async def query(self, idempotency_key: str) -> AuthorizationResult | None:
         await self._before("query")

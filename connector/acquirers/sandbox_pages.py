@@ -50,14 +50,17 @@ async def _payment(request: Request, key: str) -> Payment:
 
 async def show(request: Request) -> Response:
     payment = await _payment(request, _key(request))
-    return HTMLResponse(_PAGE.format(
-        order=html.escape(payment.order_id or payment.payment_id),
-        amount=money.from_minor(payment.amount_minor, payment.currency),
-        currency=html.escape(payment.currency),
-        method=html.escape(payment.payment_method or "payment"),
-        state="Waiting for your decision." if payment.status == "pending"
-        else f"This payment is {html.escape(payment.status)}.",
-    ))
+    return HTMLResponse(
+        _PAGE.format(
+            order=html.escape(payment.order_id or payment.payment_id),
+            amount=money.from_minor(payment.amount_minor, payment.currency),
+            currency=html.escape(payment.currency),
+            method=html.escape(payment.payment_method or "payment"),
+            state="Waiting for your decision."
+            if payment.status == "pending"
+            else f"This payment is {html.escape(payment.status)}.",
+        )
+    )
 
 
 async def decide(request: Request) -> Response:

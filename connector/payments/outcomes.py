@@ -20,12 +20,13 @@ from connector.acquirers.base import (
     OperationRequest,
 )
 from connector.db.engine import Database
-from connector.db.tables import Payment, utcnow
-from connector.errors import AcquirerError, NotFound
+from connector.db.tables import Merchant, Payment, utcnow
+from connector.errors import AcquirerError, BadRequest, NotFound
 from connector.payments.repository import PaymentRepository
 from connector.payments.service import PaymentService, authorization_key
 from connector.payments.states import PaymentState
 from connector.settings import Settings
+from protocol.payments import InboundRequest, InboundResponse, InboundResponseData
 
 log = logging.getLogger(__name__)
 S = PaymentState
@@ -136,6 +137,35 @@ class Outcomes:
         if payment is None:
             raise NotFound("no payment for that idempotency key", code="payment-not-found")
         return await self.apply(payment, result)
+
+    async def inbound(
+        self, merchant: Merchant, payment_id: str, action: str, request: InboundRequest
+    ) -> InboundResponse:
+        """An inbound request VTEX forwards: routed to the payment's acquirer."""
+        if request.payment_id is not None and request.payment_id != payment_id:
+            raise BadRequest(
+                "paymentId in the body differs from the one in the path", code="payment-id-mismatch"
+            )
+        async with self._db.reader() as session:
+            payment = await PaymentRepository(session).get(merchant.id, payment_id)
+        if payment is None:
+            raise NotFound(f"no payment {payment_id!r}", code="payment-not-found")
+        acquirer = self._payments.acquirer_for(payment)
+        body = request.request_data.body if request.request_data else None
+        answer = await acquirer.inbound(action, authorization_key(payment), body or "")
+        if answer is None:
+            raise NotFound(f"unknown inbound action {action!r}", code="unknown-action")
+        if answer.outcome is not None:
+            await self.apply(payment, answer.outcome)
+        return InboundResponse(
+            requestId=request.request_id,
+            paymentId=payment_id,
+            responseData=InboundResponseData(
+                statusCode=answer.status_code,
+                contentType=answer.content_type,
+                content=answer.content,
+            ),
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

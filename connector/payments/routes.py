@@ -10,6 +10,7 @@ from connector.http import authenticate, is_test_suite, path_id, read_model, ser
 from protocol.payments import (
     CancellationRequest,
     CreatePaymentRequest,
+    InboundRequest,
     RefundRequest,
     SettlementRequest,
 )
@@ -54,6 +55,15 @@ async def cancel(request: Request) -> Response:
     return JSONResponse(reply.body, status_code=reply.http_status)
 
 
+async def inbound(request: Request) -> Response:
+    merchant = await authenticate(request)
+    body = await read_model(request, InboundRequest)
+    answer = await services(request).outcomes.inbound(
+        merchant, path_id(request, "payment_id"), path_id(request, "action"), body
+    )
+    return JSONResponse(answer.model_dump(mode="json"))
+
+
 routes: list[BaseRoute] = [
     Route("/manifest", manifest, methods=["GET"]),
     Route("/payment-methods", payment_methods, methods=["GET"]),
@@ -63,4 +73,7 @@ routes: list[BaseRoute] = [
     Route("/payments/{payment_id}/cancellations", cancel, methods=["POST"]),
     # VTEX's Test Suite text spells it with one "l".
     Route("/payments/{payment_id}/cancelations", cancel, methods=["POST"]),
+    Route("/payments/{payment_id}/inbound/{action}", inbound, methods=["POST"]),
+    # The path's name until VTEX's spec renamed it in 2023; older gateways may still use it.
+    Route("/payments/{payment_id}/inbound-request/{action}", inbound, methods=["POST"]),
 ]
