@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 .env:
 	@echo "CONNECTOR_ENCRYPTION_KEYS=$$($(BIN)/connector keys generate)" > .env
 	@echo "CONNECTOR_TEST_SUITE_MERCHANT=demo" >> .env
+	@echo "CONNECTOR_CALLBACK_ALLOW_LOOPBACK=true" >> .env
+	@echo "CONNECTOR_WEBHOOK_SECRET=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))')" >> .env
+	@echo "CONNECTOR_REDIRECT_PAYMENT_METHODS=RedirectPay" >> .env
+	@echo "CONNECTOR_PAYMENT_METHODS=Visa,Mastercard,American Express,Elo,BankInvoice,Pix,RedirectPay" >> .env
 	@echo "wrote .env with a new encryption key"
 
 run: install .env

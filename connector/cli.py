@@ -191,6 +191,25 @@ def outbox_retry(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def callbacks_listen(args: argparse.Namespace, settings: Settings) -> int:
+    """A callback receiver for local trials: prints each callback the connector sends."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def receive(request: Request) -> JSONResponse:
+        body = await request.body()
+        print(f"{request.method} {request.url}", flush=True)
+        print(json.dumps(json.loads(body or b"null"), indent=2), flush=True)
+        return JSONResponse({"received": True})
+
+    app = Starlette(routes=[Route("/{path:path}", receive, methods=["POST"])])
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -243,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("ids", nargs="*")
     again.add_argument("--all", action="store_true", help="every dead letter")
     again.set_defaults(handler=outbox_retry)
+
+    callbacks = commands.add_parser("callbacks", help="tools for callbacks")
+    callback_commands = callbacks.add_subparsers(dest="callback_command", required=True)
+    listen = callback_commands.add_parser("listen", help="print the callbacks sent to it")
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument("--port", type=int, default=9000)
+    listen.set_defaults(handler=callbacks_listen)
 
     keys = commands.add_parser("keys", help="encryption keys for personal data")
     key_commands = keys.add_subparsers(dest="key_command", required=True)
