@@ -123,7 +123,14 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_tolerance_seconds: int = Field(default=300, gt=0)
 
-    @field_validator("encryption_keys", "payment_methods", "callback_allowed_hosts", mode="before")
+    @field_validator(
+        "encryption_keys",
+        "payment_methods",
+        "callback_allowed_hosts",
+        "redirect_payment_methods",
+        "payment_app_methods",
+        mode="before",
+    )
     @classmethod
     def _split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
