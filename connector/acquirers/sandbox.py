@@ -178,7 +178,7 @@ class SandboxAcquirer:
                 None,
                 None,
                 "pending",
-                "Waiting for the shopper",
+                "Waiting for a decision",
                 instrument,
             )
         outcome = AuthorizationOutcome(call.outcome)
