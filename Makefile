@@ -46,6 +46,7 @@ check: lint types test
 bench: install
 	$(BIN)/python tests/load/bench_authorize.py --database sqlite
 	$(BIN)/python tests/load/bench_authorize.py --database postgresql
+	$(BIN)/python tests/load/bench_callbacks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
