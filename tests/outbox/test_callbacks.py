@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ from connector.app import Services
 from connector.db.tables import OutboxMessage, Payment, utcnow
 from tests import payloads
 from tests.conftest import MerchantCredentials
-from tests.receiver import Receiver, running_receiver
+from tests.receiver import Receiver
 
 BACKGROUND = {
     "run_background_workers": True,
@@ -29,12 +28,6 @@ BACKGROUND = {
     "vtex_app_token": "provider-token",
 }
 pytestmark = pytest.mark.parametrize("settings_overrides", [BACKGROUND], indirect=True)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as running:
-        yield running
 
 
 async def pay(

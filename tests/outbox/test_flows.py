@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from connector.acquirers.instruments import _crc16
 from tests import payloads
 from tests.conftest import MerchantCredentials
-from tests.receiver import Receiver, running_receiver
+from tests.receiver import Receiver
 
 FLOWS = {
     "run_background_workers": True,
@@ -33,12 +33,6 @@ NULL_CARD = {
     "csc": None,
     "expiration": {"month": None, "year": None},
 }
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as running:
-        yield running
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,15 +20,9 @@ from connector.app import Services
 from connector.db.tables import OutboxMessage, utcnow
 from connector.outbox.repository import OutboxRepository
 from tests.conftest import ENCRYPTION_KEY
-from tests.receiver import Receiver, running_receiver
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as running:
-        yield running
 
 
 @pytest.fixture
