@@ -31,6 +31,7 @@ from connector.merchants import MerchantService
 from connector.outbox.dispatcher import Dispatcher
 from connector.payments import routes as payment_routes
 from connector.payments.manifest import build_manifest
+from connector.payments.operations import OperationService
 from connector.payments.outcomes import Outcomes
 from connector.payments.service import PaymentService
 from connector.security import FieldCipher
@@ -48,6 +49,7 @@ class Services:
     database: Database
     merchants: MerchantService
     payments: PaymentService
+    operations: OperationService
     sandbox: SandboxAcquirer
     manifest: Manifest
     outcomes: Outcomes
@@ -79,6 +81,7 @@ def build_services(settings: Settings) -> Services:
         database=database,
         merchants=MerchantService(database, settings.credentials_cache_seconds),
         payments=payments,
+        operations=OperationService(database, settings, acquirers),
         sandbox=sandbox,
         manifest=build_manifest(settings),
         outcomes=Outcomes(database, settings, payments),

@@ -50,8 +50,9 @@ async def test_an_unexpected_failure_is_a_500_in_the_documented_shape(
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("database on fire")
 
-    for name in ("authorize", "settle", "refund", "cancel"):
-        monkeypatch.setattr(services.payments, name, broken)
+    monkeypatch.setattr(services.payments, "authorize", broken)
+    for name in ("settle", "refund", "cancel"):
+        monkeypatch.setattr(services.operations, name, broken)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://testserver/payment-provider"

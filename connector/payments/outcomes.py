@@ -22,8 +22,9 @@ from connector.acquirers.base import (
 from connector.db.engine import Database
 from connector.db.tables import Merchant, Payment, utcnow
 from connector.errors import AcquirerError, BadRequest, NotFound
+from connector.payments.common import authorization_key
 from connector.payments.repository import PaymentRepository
-from connector.payments.service import PaymentService, authorization_key
+from connector.payments.service import PaymentService
 from connector.payments.states import PaymentState
 from connector.settings import Settings
 from protocol.payments import InboundRequest, InboundResponse, InboundResponseData

@@ -37,21 +37,27 @@ async def create_payment(request: Request) -> Response:
 async def settle(request: Request) -> Response:
     merchant = await authenticate(request)
     body = await read_model(request, SettlementRequest)
-    reply = await services(request).payments.settle(merchant, path_id(request, "payment_id"), body)
+    reply = await services(request).operations.settle(
+        merchant, path_id(request, "payment_id"), body
+    )
     return JSONResponse(reply.body, status_code=reply.http_status)
 
 
 async def refund(request: Request) -> Response:
     merchant = await authenticate(request)
     body = await read_model(request, RefundRequest)
-    reply = await services(request).payments.refund(merchant, path_id(request, "payment_id"), body)
+    reply = await services(request).operations.refund(
+        merchant, path_id(request, "payment_id"), body
+    )
     return JSONResponse(reply.body, status_code=reply.http_status)
 
 
 async def cancel(request: Request) -> Response:
     merchant = await authenticate(request)
     body = await read_model(request, CancellationRequest)
-    reply = await services(request).payments.cancel(merchant, path_id(request, "payment_id"), body)
+    reply = await services(request).operations.cancel(
+        merchant, path_id(request, "payment_id"), body
+    )
     return JSONResponse(reply.body, status_code=reply.http_status)
 
 
