@@ -38,3 +38,5 @@ def configure_logging(level: str = "INFO") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         root.addHandler(handler)
     root.setLevel(level.upper())
+    # httpx logs every request's full URL at INFO; callback URLs carry VTEX's signature token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -141,3 +141,10 @@ async def test_key_rotation_reencrypts_every_row(
         blobs = (await session.execute(text("SELECT personal_data FROM payments"))).scalars()
         emails = {only_new.decrypt_json(bytes(blob))["buyer"]["email"] for blob in blobs}
     assert emails == {"john.doe@example.com"}
+
+
+def test_callback_urls_with_their_signature_are_not_logged_by_httpx():
+    from connector.observability import configure_logging
+
+    configure_logging("DEBUG")
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
