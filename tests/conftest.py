@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 from connector.app import Services, create_app
 from connector.db.migrate import upgrade
 from connector.settings import Settings
+from tests.postgres import run_admin_statement
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "CONNECTOR_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -43,12 +44,7 @@ def anyio_backend() -> str:
 
 
 async def _postgres_admin(statement: str) -> None:
-    engine = create_async_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
+    await run_admin_statement(POSTGRES_ADMIN_URL, statement)
 
 
 def _postgres_database() -> Iterator[str]:
@@ -126,8 +122,11 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 
 # Short budgets for tests of timeouts and take-overs: an attempt is stale after 0.8 s.
-FAST = {"acquirer_timeout_seconds": 0.5, "attempt_stale_seconds": 0.8,
-        "duplicate_wait_seconds": 0.5}
+FAST = {
+    "acquirer_timeout_seconds": 0.5,
+    "attempt_stale_seconds": 0.8,
+    "duplicate_wait_seconds": 0.5,
+}
 
 
 @pytest.fixture

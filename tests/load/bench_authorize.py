@@ -59,9 +59,7 @@ from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -290,12 +288,11 @@ def server_rss_bytes(process: subprocess.Popen[bytes], workers: int) -> int:
 
 
 async def _postgres_admin(statement: str) -> None:
-    engine = create_async_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from tests.postgres import run_admin_statement
+
+    await run_admin_statement(POSTGRES_ADMIN_URL, statement)
 
 
 @contextlib.contextmanager
