@@ -20,9 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from connector import observability, webhooks
+from connector import __version__, observability, webhooks
 from connector.acquirers import sandbox_pages
 from connector.acquirers.base import Acquirer
+from connector.acquirers.http import HttpAcquirer
 from connector.acquirers.sandbox import SandboxAcquirer
 from connector.db.engine import Database
 from connector.db.migrate import current_revision, head_revision
@@ -55,9 +56,11 @@ class Services:
     outcomes: Outcomes
     dispatcher: Dispatcher
     http: httpx.AsyncClient
+    acquirer_http: httpx.AsyncClient
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.acquirer_http.aclose()
         await self.database.dispose()
 
 
@@ -73,6 +76,20 @@ def build_services(settings: Settings) -> Services:
         payment_app_name=settings.payment_app_name,
     )
     acquirers: dict[str, Acquirer] = {"sandbox": sandbox}
+    # The budget (connector.payments.common.Budget) cuts calls short; this is only a backstop.
+    acquirer_http = httpx.AsyncClient(
+        follow_redirects=False,
+        timeout=httpx.Timeout(settings.acquirer_timeout_seconds, connect=5.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+    if settings.acquirer == "http":
+        assert settings.acquirer_url is not None and settings.acquirer_api_key is not None
+        acquirers["http"] = HttpAcquirer(
+            settings.acquirer_url,
+            settings.acquirer_api_key,
+            acquirer_http,
+            user_agent=f"vtex-connector/{__version__}",
+        )
     payments = PaymentService(database, settings, FieldCipher(settings.encryption_keys), acquirers)
     # Callbacks never follow redirects: a redirect could lead off the allow-list.
     http = httpx.AsyncClient(follow_redirects=False, timeout=settings.callback_timeout_seconds)
@@ -87,6 +104,7 @@ def build_services(settings: Settings) -> Services:
         outcomes=Outcomes(database, settings, payments),
         dispatcher=Dispatcher(database, settings, http),
         http=http,
+        acquirer_http=acquirer_http,
     )
 
 

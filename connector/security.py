@@ -78,6 +78,8 @@ def generate_encryption_key() -> str:
 # 13 to 19 digits, optionally grouped by single spaces or dashes: anything shaped like a PAN.
 _PAN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 _CSC = re.compile(r'("(?:csc|cvv|cvc|securityCode)"\s*:\s*)"[^"]*"', re.IGNORECASE)
+# VTEX Secure Proxy tokens (`#vtex#token#d799bae#number#`): they stand for card data.
+_PROXY_TOKEN = re.compile(r"#vtex#[^\s\"']*#")
 
 
 def _mask_pan(match: re.Match[str]) -> str:
@@ -86,6 +88,8 @@ def _mask_pan(match: re.Match[str]) -> str:
 
 
 def mask_card_data(text: str) -> str:
-    """Keeps BIN and last four of anything that looks like a card number; hides CVVs."""
+    """Keeps BIN and last four of anything that looks like a card number; hides CVVs and
+    Secure Proxy tokens."""
     text = _PAN.sub(_mask_pan, text)
+    text = _PROXY_TOKEN.sub("#vtex#***#", text)
     return _CSC.sub(r'\1"***"', text)

@@ -74,11 +74,28 @@ class Settings(BaseSettings):
         default=3_600, ge=MIN_DELAY_TO_CANCEL, le=MAX_DELAY_TO_CANCEL
     )
 
-    acquirer: Literal["sandbox"] = "sandbox"
-    acquirer_timeout_seconds: float = Field(default=4.0, gt=0, le=15)
+    # ----- the acquirer: the built-in sandbox, or a provider's core behind the acquirer API
+    acquirer: Literal["sandbox", "http"] = "sandbox"
+    # Base URL of the acquirer API (protocol/acquirer-api.yaml) and the key it expects.
+    acquirer_url: str | None = None
+    acquirer_api_key: SecretStr | None = None
+    # The time budget of one request to the connector for everything the acquirer does in it
+    # (VTEX waits 20 s in production; its Secure Proxy gives the acquirer 15 s). Past it, an
+    # authorization answers `undefined` and is reconciled in the background.
+    acquirer_timeout_seconds: float = Field(default=15.0, gt=0, le=15)
+    # The same budget for VTEX Test Suite traffic, which fails a case after 5 s.
+    test_suite_acquirer_timeout_seconds: float = Field(default=4.0, gt=0, le=4.5)
+    # Hosts a secureProxyUrl may point to. The connector sends the acquirer's API key there, so
+    # an unchecked URL would hand it to whoever wrote the request.
+    secure_proxy_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*.vtexpayments.com.br"]
+    )
+    # Loopback proxy URLs (http://127.0.0.1:...) for tests and `make demo` only.
+    secure_proxy_allow_loopback: bool = False
     # An authorization or operation attempt older than this lost its process or its answer, and
     # a retry of the same request may take it over (after asking the acquirer what happened).
-    attempt_stale_seconds: float = Field(default=5.0, gt=0)
+    # Longer than the budget, so that an attempt still waiting for its answer is never doubled.
+    attempt_stale_seconds: float = Field(default=30.0, gt=0)
     sandbox_latency_ms: int = Field(default=0, ge=0)
     # Probability (0..1) that a sandbox acquirer call fails as "unavailable"; for demos only.
     sandbox_failure_rate: float = Field(default=0.0, ge=0, le=1)
@@ -118,6 +135,9 @@ class Settings(BaseSettings):
     # Run the callback dispatcher and the pending-payment reconciler inside `serve`.
     run_background_workers: bool = True
     reconcile_interval_seconds: float = Field(default=1.0, gt=0)
+    # A pending payment is checked again after a tenth of its age, at least every
+    # `reconcile_interval_seconds` and at most this far apart.
+    reconcile_max_interval_seconds: float = Field(default=300.0, gt=0)
     sandbox_async_decision_seconds: float = Field(default=3.0, ge=0)
     # Shared secret for the acquirer-side outcome webhook (HMAC-SHA256); unset disables the route.
     webhook_secret: SecretStr | None = None
@@ -129,6 +149,7 @@ class Settings(BaseSettings):
         "callback_allowed_hosts",
         "redirect_payment_methods",
         "payment_app_methods",
+        "secure_proxy_allowed_hosts",
         mode="before",
     )
     @classmethod
@@ -141,11 +162,23 @@ class Settings(BaseSettings):
     def _check_ranges(self) -> Settings:
         if self.auto_settle_delay_min_hours > self.auto_settle_delay_max_hours:
             raise ValueError("auto_settle_delay_min_hours exceeds auto_settle_delay_max_hours")
-        if self.attempt_stale_seconds <= self.acquirer_timeout_seconds:
-            raise ValueError("attempt_stale_seconds must exceed acquirer_timeout_seconds")
+        if self.attempt_stale_seconds <= max(
+            self.acquirer_timeout_seconds, self.test_suite_acquirer_timeout_seconds
+        ):
+            raise ValueError("attempt_stale_seconds must exceed the acquirer time budgets")
+        if self.acquirer == "http":
+            if not self.acquirer_url or not self.acquirer_url.startswith(("https://", "http://")):
+                raise ValueError("CONNECTOR_ACQUIRER_URL must be an http(s) URL for acquirer=http")
+            if self.acquirer_api_key is None:
+                raise ValueError("CONNECTOR_ACQUIRER_API_KEY is required for acquirer=http")
         if not self.payment_methods:
             raise ValueError("payment_methods must name at least one method")
         return self
+
+    def acquirer_budget(self, test_suite: bool) -> float:
+        if test_suite:
+            return self.test_suite_acquirer_timeout_seconds
+        return self.acquirer_timeout_seconds
 
     @property
     def is_sqlite(self) -> bool:

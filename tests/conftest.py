@@ -110,6 +110,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "database_url": database_url,
         "encryption_keys": [SecretStr(ENCRYPTION_KEY)],
         "acquirer_timeout_seconds": 2.0,
+        "test_suite_acquirer_timeout_seconds": 2.0,
+        "attempt_stale_seconds": 5.0,
         "duplicate_wait_seconds": 3.0,
         # Test payloads call back to example.com (never contacted: background workers are off
         # unless a test turns them on with a loopback receiver).
@@ -124,6 +126,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 # Short budgets for tests of timeouts and take-overs: an attempt is stale after 0.8 s.
 FAST = {
     "acquirer_timeout_seconds": 0.5,
+    "test_suite_acquirer_timeout_seconds": 0.5,
     "attempt_stale_seconds": 0.8,
     "duplicate_wait_seconds": 0.5,
 }

@@ -12,15 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-
-class Flow(StrEnum):
-    """How the shopper pays, which decides what an undecided authorization looks like."""
-
-    CARD = "card"
-    REDIRECT = "redirect"
-    BANK_INVOICE = "bank_invoice"
-    PIX = "pix"
-    PAYMENT_APP = "payment_app"
+# How the shopper pays, which decides what an undecided authorization looks like.
+from protocol.acquirer import Flow as Flow
 
 
 class AuthorizationOutcome(StrEnum):
@@ -31,21 +24,38 @@ class AuthorizationOutcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class CardData:
-    """Card data held in memory only for the length of one acquirer call."""
+    """Card data held in memory only for the length of one acquirer call.
+
+    With `tokenized`, number, csc and holder are VTEX Secure Proxy tokens standing for the card
+    (a connector that is not PCI-certified never sees card data): they may only travel through
+    the proxy, which swaps them for the real values on the way to the acquirer.
+    """
 
     number: str | None = field(repr=False)
     csc: str | None = field(repr=False)
     expiry_month: str | None = field(repr=False)
     expiry_year: str | None = field(repr=False)
     holder: str | None = field(repr=False)
+    tokenized: bool = False
+    # First digits VTEX sends next to the tokens (the only card digits a tokenized card shows).
+    token_bin: str | None = None
+
+    @property
+    def plain_number(self) -> str | None:
+        """The card number when the connector holds it in clear (a PCI-certified provider)."""
+        return None if self.tokenized else self.number
 
     @property
     def bin(self) -> str | None:
-        return self.number[:6] if self.number and len(self.number) >= 12 else None
+        if self.tokenized:
+            return self.token_bin
+        number = self.number
+        return number[:6] if number and len(number) >= 12 else None
 
     @property
     def last4(self) -> str | None:
-        return self.number[-4:] if self.number and len(self.number) >= 12 else None
+        number = self.plain_number
+        return number[-4:] if number and len(number) >= 12 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +69,9 @@ class AuthorizationRequest:
     test_suite: bool
     flow: Flow = Flow.CARD
     merchant_name: str | None = None
+    # VTEX's Secure Proxy for this payment; a tokenized card can only be sent through it.
+    secure_proxy_url: str | None = None
+    return_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,4 +132,8 @@ class Acquirer(Protocol):
 
     async def query(self, idempotency_key: str) -> AuthorizationResult | None:
         """The authorization made with this key, or None if the acquirer never saw it."""
+        ...
+
+    async def query_operation(self, idempotency_key: str) -> OperationResult | None:
+        """The capture, refund or void made with this key, or None if the acquirer never saw it."""
         ...

@@ -128,7 +128,7 @@ class SandboxAcquirer:
         if request.flow in (Flow.REDIRECT, Flow.PAYMENT_APP):
             # VTEX's Test Suite expects the approval by itself; a shopper uses our page.
             return later if request.test_suite else (AuthorizationOutcome.PENDING, "", False)
-        number = request.card.number if request.card else None
+        number = request.card.plain_number if request.card else None
         if number == APPROVED_CARD:
             return AuthorizationOutcome.APPROVED, "0000", False
         if number == DENIED_CARD:
@@ -301,6 +301,19 @@ class SandboxAcquirer:
                 session.add(call)
         self._after(operation)
         return self._operation_result(call)
+
+    async def query_operation(self, idempotency_key: str) -> OperationResult | None:
+        await self._before("query")
+        async with self._db.reader() as session:
+            call = await session.scalar(
+                select(SandboxAcquirerCall)
+                .where(SandboxAcquirerCall.operation.in_(("capture", "refund", "void")))
+                .where(SandboxAcquirerCall.idempotency_key == idempotency_key)
+                .where(SandboxAcquirerCall.outcome != REPLAYED)
+                .order_by(SandboxAcquirerCall.id)
+                .limit(1)
+            )
+        return self._operation_result(call) if call is not None else None
 
     @staticmethod
     def _operation_result(call: SandboxAcquirerCall) -> OperationResult:

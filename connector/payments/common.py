@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TypeVar
 
@@ -17,12 +17,27 @@ POLL_SECONDS = 0.05
 MAX_AMOUNT_MINOR = 10**15
 
 
-async def within_budget(call: Awaitable[T], seconds: float, acquirer: str) -> T:
-    """The acquirer's answer, or AcquirerTimeout once `seconds` have passed."""
-    try:
-        return await asyncio.wait_for(call, seconds)
-    except TimeoutError as error:
-        raise AcquirerTimeout("no answer within the time budget", acquirer=acquirer) from error
+class Budget:
+    """The time one request to the connector may spend at its acquirer, across every call it
+    makes there (a retried authorization may query, then authorize): past it, the request answers
+    with what it knows instead of making VTEX wait beyond its limit."""
+
+    def __init__(self, seconds: float) -> None:
+        self._ends_at = asyncio.get_running_loop().time() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self._ends_at - asyncio.get_running_loop().time())
+
+    async def run(self, call: Callable[[], Awaitable[T]], acquirer: str) -> T:
+        """The acquirer's answer, or AcquirerTimeout once the budget is spent (the call is
+        cancelled, which closes its connection). A spent budget starts no call at all."""
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise AcquirerTimeout("the time budget was spent before this call", acquirer=acquirer)
+        try:
+            return await asyncio.wait_for(call(), remaining)
+        except TimeoutError as error:
+            raise AcquirerTimeout("no answer within the time budget", acquirer=acquirer) from error
 
 
 def minor_units(value: Decimal, currency: str) -> int:

@@ -4,7 +4,8 @@ An operation row is unique per (payment, kind, requestId), so only the request t
 moves money; a repeat replays the stored answer. Amount limits are reserved by conditional
 updates before the acquirer is called and released only when the acquirer refuses. When its
 answer is unknown (timeout, error), nothing is released: the request answers 500 so that VTEX
-retries, and the retry asks the acquirer again with the same idempotency key.
+retries, and the retry first asks the acquirer whether the operation happened, then (only if it
+did not) sends it again with the same idempotency key.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from connector.acquirers.base import Acquirer, OperationRequest, OperationResult
 from connector.db.engine import Database
 from connector.db.tables import Merchant, Payment, PaymentOperation, utcnow
 from connector.errors import AcquirerError, BadRequest, NotFound
-from connector.payments.common import POLL_SECONDS, authorization_key, minor_units, within_budget
+from connector.payments.common import POLL_SECONDS, Budget, authorization_key, minor_units
 from connector.payments.repository import PaymentRepository
 from connector.payments.states import (
     CANCELLABLE,
@@ -150,9 +151,10 @@ class OperationService:
                 reply = await self._reserve(repository, kind, payment, operation)
                 if reply is not None:
                     return reply
+        budget = Budget(self._settings.acquirer_budget(payment.is_test_suite))
         if not created:
-            return await self._replay_or_resume(kind, payment, operation)
-        return await self._execute(kind, payment, operation)
+            return await self._replay_or_resume(kind, payment, operation, budget)
+        return await self._execute(kind, payment, operation, budget)
 
     async def _reserve(
         self,
@@ -217,9 +219,17 @@ class OperationService:
         return reply
 
     async def _execute(
-        self, kind: OperationKind, payment: Payment, operation: PaymentOperation
+        self,
+        kind: OperationKind,
+        payment: Payment,
+        operation: PaymentOperation,
+        budget: Budget,
+        *,
+        resume: bool = False,
     ) -> OperationReply:
-        """Call the acquirer for a reserved operation and record its answer."""
+        """Call the acquirer for a reserved operation and record its answer. Resuming an attempt
+        whose outcome is unknown, ask first: a second call is sent only if the first never
+        arrived, so even an acquirer that ignores idempotency keys cannot act twice."""
         acquirer = self._acquirers[payment.acquirer]
         request = OperationRequest(
             idempotency_key=f"{authorization_key(payment)}:{kind}:{operation.request_id}",
@@ -233,8 +243,14 @@ class OperationService:
             OperationKind.CANCELLATION: acquirer.void,
         }[kind]
         try:
-            result = await within_budget(
-                call(request), self._settings.acquirer_timeout_seconds, acquirer.name
+            known: OperationResult | None = None
+            if resume:
+                key = request.idempotency_key
+                known = await budget.run(lambda: acquirer.query_operation(key), acquirer.name)
+            result = (
+                known
+                if known is not None
+                else await budget.run(lambda: call(request), acquirer.name)
             )
         except AcquirerError as error:
             # Outcome unknown: keep the reservation; VTEX's retry asks again with this key.
@@ -297,14 +313,18 @@ class OperationService:
             await repository.release_cancellation(payment.id, S.APPROVED)
 
     async def _replay_or_resume(
-        self, kind: OperationKind, payment: Payment, operation: PaymentOperation
+        self, kind: OperationKind, payment: Payment, operation: PaymentOperation, budget: Budget
     ) -> OperationReply:
         """Same requestId again: the stored answer, or the unfinished attempt taken over."""
-        deadline = asyncio.get_running_loop().time() + self._settings.duplicate_wait_seconds
+        wait = min(self._settings.duplicate_wait_seconds, budget.remaining())
+        deadline = asyncio.get_running_loop().time() + wait
+        stale_before = utcnow() - self._stale_after
         while True:
             if operation.state != "in_progress":
                 assert operation.http_status is not None and operation.response is not None
                 return OperationReply(operation.http_status, operation.response)
+            if operation.created_at < stale_before:
+                break  # nobody is waiting for an answer any more: take over now
             if asyncio.get_running_loop().time() >= deadline:
                 break
             await asyncio.sleep(POLL_SECONDS)
@@ -320,7 +340,7 @@ class OperationService:
                 operation.id, utcnow() - self._stale_after
             )
         if won:
-            return await self._execute(kind, payment, operation)
+            return await self._execute(kind, payment, operation, budget, resume=True)
         return self._transient(
             kind,
             payment,

@@ -13,6 +13,7 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -33,9 +34,9 @@ from connector.outbox.allowlist import callback_url_allowed
 from connector.outbox.repository import OutboxRepository
 from connector.payments.common import (
     POLL_SECONDS,
+    Budget,
     authorization_key,
     minor_units,
-    within_budget,
 )
 from connector.payments.repository import PaymentRepository
 from connector.payments.states import (
@@ -57,6 +58,7 @@ S = PaymentState
 T = TypeVar("T")
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_BIN = re.compile(r"^[0-9]{6,8}$")
 
 
 class PaymentService:
@@ -92,6 +94,8 @@ class PaymentService:
         card = _card_data(request)
         test_suite = test_suite and self._settings.test_suite_enabled
         acquirer_name = "sandbox" if test_suite else self._settings.acquirer
+        proxy_url = self._secure_proxy_url(request, card, acquirer_name)
+        budget = Budget(self._settings.acquirer_budget(test_suite))
         now = utcnow()
         async with self._db.writer() as session:
             payment, created = await PaymentRepository(session).insert_if_absent(
@@ -99,12 +103,37 @@ class PaymentService:
                     merchant, request, currency, amount, card, acquirer_name, test_suite, now
                 )
             )
+        attempt = _Attempt(card, proxy_url, budget)
         if created:
             log.info("payment %s received (%s %s)", request.payment_id, amount, currency)
-            payment = await self._authorize_at_acquirer(payment, card)
+            payment = await self._authorize_at_acquirer(payment, attempt)
         else:
-            payment = await self._current(payment, card)
+            payment = await self._current(payment, attempt)
         return self._response(payment)
+
+    def _secure_proxy_url(
+        self, request: CreatePaymentRequest, card: CardData | None, acquirer_name: str
+    ) -> str | None:
+        """Where a tokenized card must be sent: VTEX's Secure Proxy, on an allowed host only (the
+        connector hands the proxy its acquirer's API key), or 400 before anything is stored."""
+        if card is None or not card.tokenized or acquirer_name == "sandbox":
+            return None  # the sandbox decides without card data, like VTEX's own test connector
+        url = request.secure_proxy_url
+        settings = self._settings
+        if not url:
+            raise BadRequest(
+                "the card is tokenized but secureProxyUrl is missing", code="secure-proxy-missing"
+            )
+        if not callback_url_allowed(
+            url, settings.secure_proxy_allowed_hosts, settings.secure_proxy_allow_loopback
+        ):
+            log.warning("refused a secureProxyUrl off the allow-list: %s", url.split("?")[0])
+            raise BadRequest(
+                "secureProxyUrl must be https on an allowed host "
+                "(CONNECTOR_SECURE_PROXY_ALLOWED_HOSTS)",
+                code="secure-proxy-url-not-allowed",
+            )
+        return url
 
     def _flow(self, method: str | None, test_suite: bool, card: CardData | None) -> Flow:
         """The purchase flow, from VTEX's payment method name (and the Test Suite's habits)."""
@@ -117,8 +146,9 @@ class PaymentService:
             return Flow.REDIRECT
         if method in settings.payment_app_methods:
             return Flow.PAYMENT_APP
-        if test_suite and card is not None and card.number is None:
-            # The Test Suite's Redirect case sends a card whose members are all null.
+        if test_suite and card is not None and card.plain_number is None:
+            # The Test Suite's Redirect case sends a card whose members are all null (VTEX's own
+            # test connector treats a tokenized card the same way).
             return Flow.REDIRECT
         return Flow.CARD
 
@@ -213,9 +243,10 @@ class PaymentService:
         present = {key: value for key, value in data.items() if value}
         return self._cipher.encrypt_json(present) if present else None
 
-    async def _authorize_at_acquirer(self, payment: Payment, card: CardData | None) -> Payment:
+    async def _authorize_at_acquirer(self, payment: Payment, attempt: _Attempt) -> Payment:
         """Ask the acquirer (same key on every attempt) and record what it said."""
         acquirer = self._acquirers[payment.acquirer]
+        card = attempt.card
         request = AuthorizationRequest(
             idempotency_key=authorization_key(payment),
             amount_minor=payment.amount_minor,
@@ -225,11 +256,11 @@ class PaymentService:
             card=card,
             test_suite=payment.is_test_suite,
             flow=self._flow(payment.payment_method, payment.is_test_suite, card),
+            secure_proxy_url=attempt.secure_proxy_url,
+            return_url=payment.return_url,
         )
         try:
-            result = await within_budget(
-                acquirer.authorize(request), self._settings.acquirer_timeout_seconds, acquirer.name
-            )
+            result = await attempt.budget.run(lambda: acquirer.authorize(request), acquirer.name)
         except AcquirerError as error:
             log.warning("payment %s: authorization outcome unknown: %r", payment.payment_id, error)
             return await self._decide(payment, S.PENDING, None)
@@ -300,9 +331,10 @@ class PaymentService:
             deadline=now + timedelta(seconds=settings.callback_deadline_seconds),
         )
 
-    async def _current(self, payment: Payment, card: CardData | None) -> Payment:
+    async def _current(self, payment: Payment, attempt: _Attempt) -> Payment:
         """A repeated POST /payments: the current state, settling an undecided one if possible."""
-        deadline = asyncio.get_running_loop().time() + self._settings.duplicate_wait_seconds
+        wait = min(self._settings.duplicate_wait_seconds, attempt.budget.remaining())
+        deadline = asyncio.get_running_loop().time() + wait
         while (
             payment.status == S.RECEIVED
             and not self._is_stale(payment)
@@ -319,23 +351,20 @@ class PaymentService:
             )
         if not won:
             return payment
-        return await self._reconcile(payment, card)
+        return await self._reconcile(payment, attempt)
 
-    async def _reconcile(self, payment: Payment, card: CardData | None) -> Payment:
+    async def _reconcile(self, payment: Payment, attempt: _Attempt) -> Payment:
         """Ask the acquirer what became of the authorization before ever sending another."""
         acquirer = self._acquirers[payment.acquirer]
+        key = authorization_key(payment)
         try:
-            known = await within_budget(
-                acquirer.query(authorization_key(payment)),
-                self._settings.acquirer_timeout_seconds,
-                acquirer.name,
-            )
+            known = await attempt.budget.run(lambda: acquirer.query(key), acquirer.name)
         except AcquirerError as error:
             log.warning("payment %s: reconciliation failed: %r", payment.payment_id, error)
             return await self._reload(payment)
         if known is None:
             # The acquirer never saw it: authorizing now is the first authorization.
-            return await self._authorize_at_acquirer(payment, card)
+            return await self._authorize_at_acquirer(payment, attempt)
         if known.outcome is AuthorizationOutcome.PENDING:
             return await self._decide(payment, S.PENDING, known)
         return await self._decide(payment, _STATE_OF[known.outcome], known)
@@ -375,6 +404,16 @@ class PaymentService:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """What one POST /payments brings to the acquirer: the card (or its tokens) lives only here,
+    never in the database, and the time budget is shared by every call the request makes."""
+
+    card: CardData | None
+    secure_proxy_url: str | None
+    budget: Budget
+
+
 _STATE_OF = {
     AuthorizationOutcome.APPROVED: S.APPROVED,
     AuthorizationOutcome.DENIED: S.DENIED,
@@ -383,17 +422,31 @@ _STATE_OF = {
 
 
 def _card_data(request: CreatePaymentRequest) -> CardData | None:
+    """The card in clear (a PCI-certified provider) or as Secure Proxy tokens."""
     card = request.card
     if card is None:
         return None
     number = re.sub(r"[ -]", "", card.number) if card.number else None
     expiration = card.expiration
+    month = expiration.month if expiration else None
+    year = expiration.year if expiration else None
+    if not number and card.number_token:
+        bin_digits = card.bin if card.bin and _BIN.match(card.bin) else None
+        return CardData(
+            number=card.number_token,
+            csc=card.csc_token,
+            holder=card.holder_token,
+            expiry_month=month,
+            expiry_year=year,
+            tokenized=True,
+            token_bin=bin_digits,
+        )
     return CardData(
         number=number or None,
         csc=card.csc,
         holder=card.holder,
-        expiry_month=expiration.month if expiration else None,
-        expiry_year=expiration.year if expiration else None,
+        expiry_month=month,
+        expiry_year=year,
     )
 
 
