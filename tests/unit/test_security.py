@@ -4,7 +4,13 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
 
-from connector.security import FieldCipher, MissingEncryptionKey, hash_token, token_matches
+from connector.security import (
+    FieldCipher,
+    MissingEncryptionKey,
+    hash_token,
+    mask_card_data,
+    token_matches,
+)
 
 
 def test_token_hash_matches_only_the_token():
@@ -30,3 +36,10 @@ def test_rotation_keeps_old_ciphertexts_readable_and_rewrites_them():
 def test_no_key_no_start():
     with pytest.raises(MissingEncryptionKey):
         FieldCipher([])
+
+
+def test_secure_proxy_tokens_are_masked_in_log_text():
+    text = 'card {"numberToken": "#vtex#token#d799bae#number#", "cscToken": "#vtex#token#d7#csc#"}'
+    masked = mask_card_data(text)
+    assert "d799bae" not in masked and "#vtex#token#d7#csc#" not in masked
+    assert masked.count("#vtex#***#") == 2
