@@ -55,7 +55,8 @@ def test_the_http_acquirer_needs_its_url_and_key(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("CONNECTOR_ACQUIRER", "http")
     monkeypatch.setenv("CONNECTOR_ACQUIRER_URL", "https://core.example/acquirer/v1")
     monkeypatch.setenv("CONNECTOR_ACQUIRER_API_KEY", "k")
-    monkeypatch.setenv("CONNECTOR_SECURE_PROXY_ALLOWED_HOSTS", "*.vtexpayments.com.br, proxy.example")
+    hosts = "*.vtexpayments.com.br, proxy.example"
+    monkeypatch.setenv("CONNECTOR_SECURE_PROXY_ALLOWED_HOSTS", hosts)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.acquirer == "http"
     assert settings.secure_proxy_allowed_hosts == ["*.vtexpayments.com.br", "proxy.example"]
