@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint types check bench clean
+.PHONY: install run demo test lint types check bench clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ run: install .env
 	@echo "Demo merchant credentials (send them as X-VTEX-API-AppKey / X-VTEX-API-AppToken):"
 	$(BIN)/connector merchants demo
 	$(BIN)/connector serve --host $(HOST) --port $(PORT)
+
+# The connector against a fake provider core and a fake VTEX Secure Proxy (README, "make demo").
+demo: install
+	$(BIN)/python -m homologation.demo $(ARGS)
 
 test: install
 	$(BIN)/pytest

@@ -129,3 +129,28 @@ def refund(payment_id: str, value: float, request_id: str | None = None) -> dict
 
 def cancellation(payment_id: str, request_id: str | None = None) -> dict[str, Any]:
     return {"paymentId": payment_id, "requestId": request_id or uuid.uuid4().hex}
+
+
+def tokenized_payment(
+    tokens: dict[str, Any], secure_proxy_url: str | None, **overrides: Any
+) -> dict[str, Any]:
+    """A create-payment body as VTEX sends it to a connector that is not PCI-certified: card
+    tokens from VTEX's vault instead of card data, and the payment's Secure Proxy URL."""
+    body = create_payment(**overrides)
+    body["card"] = {
+        "holder": None,
+        "holderToken": tokens["holderToken"],
+        "number": None,
+        "numberToken": tokens["numberToken"],
+        "numberLength": tokens["numberLength"],
+        "bin": tokens["bin"],
+        "csc": None,
+        "cscToken": tokens["cscToken"],
+        "cscLength": tokens["cscLength"],
+        "expiration": {"month": "12", "year": "2030"},
+        "document": "39295416023",
+        "token": None,
+    }
+    if secure_proxy_url is not None:
+        body["secureProxyUrl"] = secure_proxy_url
+    return body

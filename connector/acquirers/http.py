@@ -9,10 +9,14 @@ cards, other flows, queries, captures, refunds, voids) goes to the core directly
 How answers map to outcomes, the rule that keeps money from moving twice:
 
     2xx with the API's body        the answer
-    4xx (not 408/409/425/429)      a definitive refusal: denied / refused, nothing happened
-    5xx, 408/409/425/429, timeout,
-    connection error, unreadable   unknown: AcquirerUnavailable, and the connector asks with a
-                                   GET before it ever sends the same request again
+    4xx (not 401/403/408/409/      a definitive refusal: denied / refused, nothing happened
+    425/429)
+    5xx, those six 4xx, timeout,   unknown: AcquirerUnavailable, and the connector asks with a
+    connection error, unreadable   GET before it ever sends the same request again
+
+The core's 401 and 403 are configuration errors (a wrong CONNECTOR_ACQUIRER_API_KEY), logged as
+errors and left unknown so that VTEX's retries succeed once it is fixed; the Secure Proxy's own
+400 and 403 (its bodies are not the API's) are definitive, as retrying cannot help.
 
 A 404 counts as "never seen" only with the API's own error body, never from a mis-routed URL.
 Card data and tokens are never logged: bodies are not logged at all.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import quote
 
 import httpx
@@ -58,9 +62,11 @@ _M = TypeVar("_M", bound=BaseModel)
 
 FORWARD_TO_HEADER = "X-PROVIDER-Forward-To"
 FORWARD_PREFIX = "X-PROVIDER-Forward-"
-# Statuses that mean "not processed now, try later" (or, for 409, "not what you think"):
-# unknown outcomes, never refusals.
-_NOT_A_REFUSAL = frozenset({408, 409, 425, 429})
+# Statuses that mean "not processed now, try later", "not what you think" (409) or "this
+# deployment is misconfigured" (401, 403): unknown outcomes, never refusals.
+_NOT_A_REFUSAL = frozenset({401, 403, 408, 409, 425, 429})
+# The database's column sizes for what the core says (connector/db/tables.py).
+_ID_LENGTH, _MESSAGE_LENGTH = 64, 500
 _REFERENCE = re.compile(REFERENCE_PATTERN)
 _OUTCOMES = {
     AuthorizationStatus.APPROVED: AuthorizationOutcome.APPROVED,
@@ -126,16 +132,16 @@ class HttpAcquirer:
         status = response.status_code
         if 200 <= status < 300:
             return _authorization_result(self._parse(response, Authorization))
-        if not 400 <= status < 500 or status in _NOT_A_REFUSAL:
-            raise self._unknown(response)
         error = _api_error(response)
-        if error is not None:
-            return _denied(error.code, error.message)
-        if via_proxy:
+        if via_proxy and error is None and status in _PROXY_REFUSALS:
             # The proxy's own refusal: the core never saw the request.
-            message = _PROXY_REFUSALS.get(status, f"VTEX's Secure Proxy answered {status}")
+            message = _PROXY_REFUSALS[status]
             log.error("authorization refused by the Secure Proxy (%s): %s", status, message)
             return _denied(f"secure-proxy-{status}", message)
+        if not 400 <= status < 500 or status in _NOT_A_REFUSAL:
+            raise self._unknown(response)
+        if error is not None:
+            return _denied(error.code, error.message)
         return _denied(f"acquirer-http-{status}", f"The acquirer answered {status}")
 
     # ------------------------------------------------------------------ capture, refund, void
@@ -162,10 +168,8 @@ class HttpAcquirer:
             raise self._unknown(response)
         error = _api_error(response)
         if error is not None:
-            return OperationResult(False, None, error.code, error.message)
-        return OperationResult(
-            False, None, f"acquirer-http-{status}", f"The acquirer answered {status}"
-        )
+            return _refused(error.code, error.message)
+        return _refused(f"acquirer-http-{status}", f"The acquirer answered {status}")
 
     async def query_operation(self, idempotency_key: str) -> OperationResult | None:
         reference = _segment(reference_for(idempotency_key))
@@ -285,23 +289,42 @@ def _authorization_result(answer: Authorization) -> AuthorizationResult:
     approved = answer.status is AuthorizationStatus.APPROVED
     return AuthorizationResult(
         outcome=_OUTCOMES[answer.status],
-        # An approval without the core's id could never be captured: keep our reference then.
-        authorization_id=(answer.id or answer.reference) if approved else None,
-        nsu=answer.nsu,
-        code=answer.code,
-        message=answer.message,
+        # VTEX needs an id for an approval: the core's, else the reference it was made with.
+        authorization_id=_clip(answer.id or answer.reference, _ID_LENGTH) if approved else None,
+        nsu=_clip(answer.nsu, _ID_LENGTH),
+        code=_clip(answer.code, _ID_LENGTH),
+        message=_clip(answer.message, _MESSAGE_LENGTH),
         instrument=instrument or None,
     )
 
 
 def _operation_result(answer: Operation) -> OperationResult:
     if answer.status is OperationStatus.SUCCEEDED:
-        return OperationResult(True, answer.id or answer.reference, None, None)
-    return OperationResult(False, None, answer.code or "refused-by-acquirer", answer.message)
+        return OperationResult(True, _clip(answer.id or answer.reference, _ID_LENGTH), None, None)
+    return _refused(answer.code or "refused-by-acquirer", answer.message)
 
 
 def _denied(code: str, message: str) -> AuthorizationResult:
-    return AuthorizationResult(AuthorizationOutcome.DENIED, None, None, code, message)
+    return AuthorizationResult(
+        AuthorizationOutcome.DENIED,
+        None,
+        None,
+        _clip(code, _ID_LENGTH),
+        _clip(message, _MESSAGE_LENGTH),
+    )
+
+
+def _refused(code: str, message: str | None) -> OperationResult:
+    return OperationResult(False, None, _clip(code, _ID_LENGTH), _clip(message, _MESSAGE_LENGTH))
+
+
+@overload
+def _clip(value: str, length: int) -> str: ...
+@overload
+def _clip(value: str | None, length: int) -> str | None: ...
+def _clip(value: str | None, length: int) -> str | None:
+    """What the core says, cut to what the database keeps (a long code must not fail a write)."""
+    return value[:length] if value is not None else None
 
 
 def _api_error(response: httpx.Response) -> ApiError | None:

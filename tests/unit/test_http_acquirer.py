@@ -114,7 +114,7 @@ async def test_a_tokenized_card_without_a_proxy_is_never_sent() -> None:
     ("status", "body", "code"),
     [
         (422, {"code": "insufficient-funds", "message": "No money"}, "insufficient-funds"),
-        (401, {"code": "unauthorized", "message": "Wrong key"}, "unauthorized"),
+        (404, {"code": "no-such-merchant", "message": "Unknown"}, "no-such-merchant"),
         (400, "not json", "acquirer-http-400"),
     ],
 )
@@ -123,9 +123,7 @@ async def test_a_4xx_from_the_core_is_a_denial(status: int, body: object, code: 
     assert result.outcome is AuthorizationOutcome.DENIED and result.code == code
 
 
-@pytest.mark.parametrize(
-    ("status", "code"), [(400, "secure-proxy-400"), (403, "secure-proxy-403")]
-)
+@pytest.mark.parametrize(("status", "code"), [(400, "secure-proxy-400"), (403, "secure-proxy-403")])
 async def test_the_proxys_own_refusals_are_clear_denials(status: int, code: str) -> None:
     result = await acquirer(answer(status, {"error": "nope"})).authorize(
         authorization(token_card(), PROXY)
@@ -134,13 +132,27 @@ async def test_the_proxys_own_refusals_are_clear_denials(status: int, code: str)
     assert result.message and "Secure Proxy" in result.message
 
 
+async def test_the_cores_own_403_through_the_proxy_is_a_configuration_error_not_a_denial() -> None:
+    body = {"code": "forbidden", "message": "Wrong key"}
+    with pytest.raises(AcquirerUnavailable):
+        await acquirer(answer(403, body)).authorize(authorization(token_card(), PROXY))
+
+
+async def test_long_ids_and_messages_are_cut_to_what_the_database_keeps() -> None:
+    body = {"reference": KEY, "status": "approved", "id": "A" * 300, "message": "m" * 900}
+    result = await acquirer(answer(200, body)).authorize(authorization())
+    assert result.authorization_id == "A" * 64 and result.message == "m" * 500
+    refused = await acquirer(answer(422, {"code": "c" * 100, "message": "no"})).capture(operation())
+    assert refused.code == "c" * 64
+
+
 async def test_the_cores_refusal_relayed_by_the_proxy_keeps_its_code() -> None:
     body = {"code": "invalid-card-number", "message": "Bad number"}
     result = await acquirer(answer(422, body)).authorize(authorization(token_card(), PROXY))
     assert result.code == "invalid-card-number"
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 409, 425, 429, 302])
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 401, 403, 408, 409, 425, 429, 302])
 async def test_server_errors_and_retryable_statuses_leave_the_outcome_unknown(
     status: int,
 ) -> None:
