@@ -40,7 +40,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check connector protocol
+	$(BIN)/ruff format --check connector protocol homologation
 
 types: install
 	$(BIN)/mypy
