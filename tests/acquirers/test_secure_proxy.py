@@ -187,3 +187,17 @@ async def test_a_proxy_url_off_the_allow_list_is_refused_before_anything_is_sent
     assert response.status_code == 400
     assert response.json()["code"] == "secure-proxy-url-not-allowed"
     assert proxy.fake.received == []
+
+
+async def test_test_suite_traffic_with_tokens_stays_in_the_sandbox(
+    client: httpx.AsyncClient, merchant: MerchantCredentials, core: Core, proxy: Proxy
+) -> None:
+    # VTEX's Test Suite traffic never reaches the provider's core; a tokenized card there
+    # follows the Redirect case, as in VTEX's own example connector.
+    body = payloads.tokenized_payment(await proxy.tokenize(payloads.APPROVED_CARD), proxy.url)
+    response = await client.post(
+        "/payments", json=body, headers={**merchant.headers, **payloads.TEST_SUITE}
+    )
+    answer = response.json()
+    assert answer["status"] == "undefined" and answer["redirectUrl"]
+    assert proxy.fake.received == [] and core.fake.requests == []

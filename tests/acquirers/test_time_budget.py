@@ -196,3 +196,31 @@ async def test_a_core_that_sleeps_30_s_never_makes_a_request_exceed_the_budget(
     await asyncio.sleep(2.1)
     elapsed, response = await timed(client.post("/payments", json=slow, headers=headers))
     assert elapsed < budget + OVERHEAD and response.json()["status"] == "undefined"
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [
+        {
+            "acquirer_timeout_seconds": 2.0,
+            "test_suite_acquirer_timeout_seconds": 0.5,
+            "sandbox_latency_ms": 1000,
+        }
+    ],
+    indirect=True,
+)
+async def test_test_suite_traffic_has_its_own_shorter_budget(
+    client: httpx.AsyncClient, merchant: MerchantCredentials, core: Core
+) -> None:
+    # Both acquirers take 1 s: inside the production budget, past the Test Suite's.
+    core.fake.inject(Fault("authorize", latency_before=1.0))
+    real = await pay(client, merchant, payloads.create_payment())
+    assert real["status"] == "approved"
+    started = time.monotonic()
+    suite = await client.post(
+        "/payments",
+        json=payloads.create_payment(),
+        headers={**merchant.headers, **payloads.TEST_SUITE},
+    )
+    assert suite.json()["status"] == "undefined"
+    assert time.monotonic() - started < 0.5 + OVERHEAD
