@@ -90,7 +90,7 @@ OPERATIONS: dict[str, tuple[str, str, str | None, dict[str, str]]] = {
         "post",
         "/authorizations/{reference}/inbound/{action}",
         "InboundCall",
-        {"200": "InboundReply", "401": "ApiError", "404": "ApiError"},
+        {"200": "InboundReply", "400": "ApiError", "401": "ApiError", "404": "ApiError"},
     ),
 }
 
