@@ -22,11 +22,11 @@ import yaml
 from pydantic import BaseModel
 
 from protocol import acquirer
+from tests import openapi_walk as walk
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENT_PATH = ROOT / "protocol" / "acquirer-api.yaml"
 
-HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 SCHEMA_PREFIX = "#/components/schemas/"
 SECURITY_SCHEME = "ApiKey"
 
@@ -135,36 +135,6 @@ def document() -> dict[str, Any]:
     return loaded
 
 
-def _lookup(root: dict[str, Any], ref: str) -> Any:
-    assert ref.startswith("#/"), f"only local references are supported, got {ref!r}"
-    node: Any = root
-    for part in ref[2:].split("/"):
-        node = node[part.replace("~1", "/").replace("~0", "~")]
-    return node
-
-
-def _resolve(node: Any, root: dict[str, Any]) -> Any:
-    seen: set[str] = set()
-    while isinstance(node, dict) and "$ref" in node:
-        ref = node["$ref"]
-        assert ref not in seen, f"circular reference {ref!r}"
-        seen.add(ref)
-        node = _lookup(root, ref)
-    return node
-
-
-def _operations(root: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for path, item in root["paths"].items():
-        for method in HTTP_METHODS:
-            if method in item:
-                yield path, method, item[method]
-
-
-def _parameters(root: dict[str, Any], path: str, operation: dict[str, Any]) -> list[Any]:
-    path_level = root["paths"][path].get("parameters", [])
-    return [_resolve(p, root) for p in [*path_level, *operation.get("parameters", [])]]
-
-
 def _schema_name(media: dict[str, Any] | None) -> str | None:
     """The component a JSON media type object's schema refers to."""
     if media is None:
@@ -186,12 +156,12 @@ def _examples(media: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 def _bodies(root: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every request body and response of every operation, references followed."""
-    for path, method, operation in _operations(root):
+    for path, method, operation in walk.operations(root):
         where = f"{method.upper()} {path}"
         if "requestBody" in operation:
-            yield f"{where} request", _resolve(operation["requestBody"], root)
+            yield f"{where} request", walk.resolve(operation["requestBody"], root)
         for status, response in operation.get("responses", {}).items():
-            yield f"{where} {status}", _resolve(response, root)
+            yield f"{where} {status}", walk.resolve(response, root)
 
 
 def _documented_examples(root: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
@@ -206,7 +176,7 @@ def _documented_examples(root: dict[str, Any]) -> Iterator[tuple[str, str, Any]]
 
 
 def _error_codes(root: dict[str, Any], response: dict[str, Any]) -> set[str]:
-    media = _resolve(response, root).get("content", {}).get("application/json", {})
+    media = walk.resolve(response, root).get("content", {}).get("application/json", {})
     return {example["code"] for _, example in _examples(media)}
 
 
@@ -263,7 +233,7 @@ def _to_json_schema(node: Any, root: dict[str, Any]) -> Any:
     if not isinstance(node, dict):
         return node
     if "$ref" in node:
-        return _to_json_schema(_lookup(root, node["$ref"]), root)
+        return _to_json_schema(walk.lookup(root, node["$ref"]), root)
     converted: dict[str, Any] = {}
     for key, value in node.items():
         if key in OPENAPI_ONLY_KEYWORDS:
@@ -315,9 +285,9 @@ def test_server_is_the_configured_base_url_placeholder(document: dict[str, Any])
 def test_operations_are_the_acquirer_api_routes(document: dict[str, Any]) -> None:
     found = {
         operation.get("operationId"): (method, path, operation)
-        for path, method, operation in _operations(document)
+        for path, method, operation in walk.operations(document)
     }
-    assert len(found) == len(list(_operations(document))), "duplicate or missing operationIds"
+    assert len(found) == len(list(walk.operations(document))), "duplicate or missing operationIds"
     assert set(found) == set(OPERATIONS)
     problems: list[str] = []
     for operation_id, (method, path, request, responses) in OPERATIONS.items():
@@ -327,7 +297,7 @@ def test_operations_are_the_acquirer_api_routes(document: dict[str, Any]) -> Non
                 f"{operation_id}: at {actual_method} {actual_path}, not {method} {path}"
             )
             continue
-        body = _resolve(operation.get("requestBody"), document)
+        body = walk.resolve(operation.get("requestBody"), document)
         if _schema_name(body) != request:
             problems.append(f"{operation_id}: request body {_schema_name(body)}, not {request}")
         if body is not None and body.get("required") is not True:
@@ -337,13 +307,13 @@ def test_operations_are_the_acquirer_api_routes(document: dict[str, Any]) -> Non
             if status not in documented:
                 problems.append(f"{operation_id}: response {status} not documented")
                 continue
-            actual = _schema_name(_resolve(documented[status], document))
+            actual = _schema_name(walk.resolve(documented[status], document))
             if actual != schema:
                 problems.append(f"{operation_id} {status}: body {actual}, not {schema}")
         # 5xx means "unknown outcome": documented, and never given a body the connector reads.
         if "5XX" not in documented:
             problems.append(f"{operation_id}: the 5XX (unknown outcome) response is missing")
-        elif _schema_name(_resolve(documented["5XX"], document)) is not None:
+        elif _schema_name(walk.resolve(documented["5XX"], document)) is not None:
             problems.append(f"{operation_id}: the 5XX response must not promise a body")
         extra = set(documented) - set(responses) - {"5XX"}
         if extra:
@@ -360,7 +330,7 @@ def test_every_operation_requires_the_api_key_and_documents_401(document: dict[s
     )
     assert "X-PROVIDER-Forward-Api-Key" in scheme["description"]
     problems: list[str] = []
-    for path, method, operation in _operations(document):
+    for path, method, operation in walk.operations(document):
         where = f"{method.upper()} {path}"
         security = operation.get("security", document.get("security"))
         if security != [{SECURITY_SCHEME: []}]:
@@ -375,7 +345,7 @@ def test_every_operation_requires_the_api_key_and_documents_401(document: dict[s
 
 def test_error_responses_document_their_codes(document: dict[str, Any]) -> None:
     problems: list[str] = []
-    for _, method, operation in _operations(document):
+    for _, method, operation in walk.operations(document):
         operation_id = operation["operationId"]
         for status, response in operation.get("responses", {}).items():
             expected = NOT_FOUND_CODES.get(operation_id) if status == "404" else None
@@ -395,9 +365,9 @@ def test_error_responses_document_their_codes(document: dict[str, Any]) -> None:
 
 def test_path_parameters(document: dict[str, Any]) -> None:
     problems: list[str] = []
-    for path, method, operation in _operations(document):
+    for path, method, operation in walk.operations(document):
         where = f"{method.upper()} {path}"
-        parameters = {p["name"]: p for p in _parameters(document, path, operation)}
+        parameters = {p["name"]: p for p in walk.parameters(document, path, operation)}
         if set(parameters) != set(re.findall(r"{([^}]+)}", path)):
             problems.append(f"{where}: parameters {sorted(parameters)} differ from the template")
         for name, parameter in parameters.items():

@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import openapi_walk as walk
+
 ROOT = Path(__file__).resolve().parents[1]
 OPENAPI_PATH = ROOT / "openapi.yaml"
 VTEX_SPECS_DIR = ROOT.parent / "shared" / "vtex-specs"
 VTEX_SPEC_PATH = VTEX_SPECS_DIR / "payment-provider-protocol.json"
 
-HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 PUBLIC_OPERATIONS = frozenset({"getManifest", "listPaymentMethods"})
 TEST_SUITE_HEADER = "x-vtex-api-is-testsuite"
 
@@ -95,39 +96,6 @@ def vtex_spec() -> dict[str, Any]:
 # Helpers
 
 
-def _lookup(root: dict[str, Any], ref: str) -> Any:
-    assert ref.startswith("#/"), f"only local references are supported, got {ref!r}"
-    node: Any = root
-    for part in ref[2:].split("/"):
-        node = node[part.replace("~1", "/").replace("~0", "~")]
-    return node
-
-
-def _resolve(node: Any, root: dict[str, Any]) -> Any:
-    """Follow ``$ref`` chains until a node without ``$ref``."""
-    seen: set[str] = set()
-    while isinstance(node, dict) and "$ref" in node:
-        ref = node["$ref"]
-        assert ref not in seen, f"circular reference {ref!r}"
-        seen.add(ref)
-        node = _lookup(root, ref)
-    return node
-
-
-def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for path, item in document["paths"].items():
-        for method in HTTP_METHODS:
-            if method in item:
-                yield path, method, item[method]
-
-
-def _operation_parameters(
-    document: dict[str, Any], path: str, operation: dict[str, Any]
-) -> list[dict[str, Any]]:
-    path_level = document["paths"][path].get("parameters", [])
-    return [_resolve(p, document) for p in [*path_level, *operation.get("parameters", [])]]
-
-
 def _is_public(operation: dict[str, Any]) -> bool:
     return operation.get("operationId") in PUBLIC_OPERATIONS
 
@@ -139,18 +107,18 @@ def _json_schema_of(media: dict[str, Any] | None) -> Any:
 
 
 def _request_schema(document: dict[str, Any], operation: dict[str, Any]) -> Any:
-    body = _resolve(operation.get("requestBody"), document)
+    body = walk.resolve(operation.get("requestBody"), document)
     return _json_schema_of(body)
 
 
 def _response_schema(document: dict[str, Any], operation: dict[str, Any], status: str) -> Any:
-    response = _resolve(operation.get("responses", {}).get(status), document)
+    response = walk.resolve(operation.get("responses", {}).get(status), document)
     return _json_schema_of(response)
 
 
 def _flatten(schema: Any, root: dict[str, Any]) -> dict[str, Any]:
     """Resolve ``$ref`` and merge ``allOf`` members into one schema."""
-    schema = _resolve(schema, root)
+    schema = walk.resolve(schema, root)
     if not isinstance(schema, dict):
         return {}
     if "allOf" not in schema:
@@ -271,7 +239,7 @@ def _to_json_schema(node: Any, root: dict[str, Any]) -> Any:
     if not isinstance(node, dict):
         return node
     if "$ref" in node:
-        return _to_json_schema(_lookup(root, node["$ref"]), root)
+        return _to_json_schema(walk.lookup(root, node["$ref"]), root)
     converted: dict[str, Any] = {}
     for key, value in node.items():
         if key in OPENAPI_ONLY_KEYWORDS:
@@ -303,7 +271,7 @@ def _media_examples(media: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 def _documented_media(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every media type object with a schema: request bodies and responses, inline or shared."""
-    for path, method, operation in _operations(document):
+    for path, method, operation in walk.operations(document):
         where = f"{method.upper()} {path}"
         body = operation.get("requestBody", {})
         if "$ref" not in body:
@@ -358,7 +326,7 @@ def test_server_security_schemes_and_global_security(openapi: dict[str, Any]) ->
 
 
 def test_operation_ids_are_unique_and_expected(openapi: dict[str, Any]) -> None:
-    ids = [operation.get("operationId") for _, _, operation in _operations(openapi)]
+    ids = [operation.get("operationId") for _, _, operation in walk.operations(openapi)]
     assert len(ids) == len(set(ids)), f"duplicate operationIds: {ids}"
     assert set(ids) == {
         "getManifest",
@@ -375,7 +343,7 @@ def test_operation_ids_are_unique_and_expected(openapi: dict[str, Any]) -> None:
 
 def test_documented_statuses(openapi: dict[str, Any]) -> None:
     problems: list[str] = []
-    for path, method, operation in _operations(openapi):
+    for path, method, operation in walk.operations(openapi):
         where = f"{method.upper()} {path}"
         statuses = set(operation.get("responses", {}))
         if _is_public(operation):
@@ -392,15 +360,15 @@ def test_documented_statuses(openapi: dict[str, Any]) -> None:
         missing = sorted(required - statuses)
         if missing:
             problems.append(f"{where}: missing responses {missing}")
-        header_names = {p["name"].lower() for p in _operation_parameters(openapi, path, operation)}
+        header_names = {p["name"].lower() for p in walk.parameters(openapi, path, operation)}
         if TEST_SUITE_HEADER not in header_names:
             problems.append(f"{where}: X-VTEX-API-Is-TestSuite header is not documented")
     assert not problems, "\n".join(problems)
 
 
 def test_test_suite_header_parameter(openapi: dict[str, Any]) -> None:
-    for path, _, operation in _operations(openapi):
-        for parameter in _operation_parameters(openapi, path, operation):
+    for path, _, operation in walk.operations(openapi):
+        for parameter in walk.parameters(openapi, path, operation):
             if parameter["name"].lower() == TEST_SUITE_HEADER:
                 assert parameter["in"] == "header"
                 assert parameter.get("required", False) is False
@@ -427,13 +395,14 @@ def test_cancellation_alias_has_the_same_definition(openapi: dict[str, Any]) -> 
 
 def test_links_point_to_existing_operations_and_parameters(openapi: dict[str, Any]) -> None:
     by_id = {
-        operation["operationId"]: (path, operation) for path, _, operation in _operations(openapi)
+        operation["operationId"]: (path, operation)
+        for path, _, operation in walk.operations(openapi)
     }
     found: set[tuple[str, str]] = set()
     problems: list[str] = []
-    for _, _, operation in _operations(openapi):
+    for _, _, operation in walk.operations(openapi):
         for status, response in operation.get("responses", {}).items():
-            for name, link in _resolve(response, openapi).get("links", {}).items():
+            for name, link in walk.resolve(response, openapi).get("links", {}).items():
                 source = f"{operation['operationId']} {status} link {name}"
                 target = link.get("operationId")
                 if target not in by_id:
@@ -441,7 +410,7 @@ def test_links_point_to_existing_operations_and_parameters(openapi: dict[str, An
                     continue
                 found.add((operation["operationId"], target))
                 path, target_operation = by_id[target]
-                names = {p["name"] for p in _operation_parameters(openapi, path, target_operation)}
+                names = {p["name"] for p in walk.parameters(openapi, path, target_operation)}
                 for parameter, expression in link.get("parameters", {}).items():
                     if parameter not in names:
                         problems.append(f"{source}: {target} has no parameter {parameter!r}")
@@ -469,8 +438,8 @@ def test_every_example_matches_its_schema(openapi: dict[str, Any]) -> None:
         for name, example in _media_examples(media):
             checked += 1
             problems += [f"{where} [{name}] {e}" for e in _schema_errors(schema, example, openapi)]
-    for path, _, operation in _operations(openapi):
-        for parameter in _operation_parameters(openapi, path, operation):
+    for path, _, operation in walk.operations(openapi):
+        for parameter in walk.parameters(openapi, path, operation):
             if "example" in parameter:
                 checked += 1
                 errors = _schema_errors(parameter["schema"], parameter["example"], openapi)
@@ -578,12 +547,12 @@ def test_vtex_request_examples_are_accepted(
     checked = 0
     for our_path, vtex_path, method in SERVED_VTEX_OPERATIONS:
         vtex_operation = vtex_spec["paths"][vtex_path][method]
-        body = _resolve(vtex_operation.get("requestBody"), vtex_spec)
+        body = walk.resolve(vtex_operation.get("requestBody"), vtex_spec)
         if body is None:
             continue
         media = body["content"]["application/json"]
         samples = list(_media_examples(media))
-        schema = _resolve(media.get("schema"), vtex_spec)
+        schema = walk.resolve(media.get("schema"), vtex_spec)
         if isinstance(schema, dict) and "example" in schema:
             samples.append(("schema example", schema["example"]))
         our_schema = _request_schema(openapi, openapi["paths"][our_path][method])
