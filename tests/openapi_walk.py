@@ -40,3 +40,39 @@ def parameters(root: dict[str, Any], path: str, operation: dict[str, Any]) -> li
     """An operation's parameters, its path's included, resolved."""
     path_level = root["paths"][path].get("parameters", [])
     return [resolve(p, root) for p in [*path_level, *operation.get("parameters", [])]]
+
+
+# Keywords of OpenAPI 3.0 schemas that JSON Schema does not have.
+OPENAPI_ONLY_KEYWORDS = frozenset(
+    {
+        "nullable",
+        "example",
+        "discriminator",
+        "readOnly",
+        "writeOnly",
+        "xml",
+        "externalDocs",
+        "deprecated",
+    }
+)
+
+
+def to_json_schema(node: Any, root: dict[str, Any]) -> Any:
+    """An OpenAPI 3.0 schema as plain JSON Schema (references inlined, nullable -> null)."""
+    if isinstance(node, list):
+        return [to_json_schema(item, root) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return to_json_schema(lookup(root, node["$ref"]), root)
+    converted: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in OPENAPI_ONLY_KEYWORDS:
+            continue
+        if key == "properties":
+            converted[key] = {name: to_json_schema(sub, root) for name, sub in value.items()}
+        else:
+            converted[key] = to_json_schema(value, root)
+    if node.get("nullable") is True:
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted

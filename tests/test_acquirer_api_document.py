@@ -119,9 +119,6 @@ CONSTRAINT_KEYWORDS = (
     "format",
 )
 # OpenAPI 3.0 keywords that are not JSON Schema validation keywords.
-OPENAPI_ONLY_KEYWORDS = frozenset(
-    {"nullable", "example", "discriminator", "readOnly", "writeOnly", "xml", "externalDocs"}
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,30 +223,9 @@ def _document_property(schema: dict[str, Any]) -> dict[str, Any]:
     return _facts(node, nullable, SCHEMA_PREFIX)
 
 
-def _to_json_schema(node: Any, root: dict[str, Any]) -> Any:
-    """An OpenAPI 3.0 schema as plain JSON Schema (references inlined, nullable -> null)."""
-    if isinstance(node, list):
-        return [_to_json_schema(item, root) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        return _to_json_schema(walk.lookup(root, node["$ref"]), root)
-    converted: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in OPENAPI_ONLY_KEYWORDS:
-            continue
-        if key == "properties":
-            converted[key] = {name: _to_json_schema(sub, root) for name, sub in value.items()}
-        else:
-            converted[key] = _to_json_schema(value, root)
-    if node.get("nullable") is True:
-        return {"anyOf": [converted, {"type": "null"}]}
-    return converted
-
-
 def _schema_errors(name: str, instance: Any, root: dict[str, Any]) -> list[str]:
     jsonschema_rs = pytest.importorskip("jsonschema_rs")
-    schema = _to_json_schema({"$ref": f"{SCHEMA_PREFIX}{name}"}, root)
+    schema = walk.to_json_schema({"$ref": f"{SCHEMA_PREFIX}{name}"}, root)
     validator = jsonschema_rs.Draft4Validator(schema)
     return [
         f"/{'/'.join(map(str, error.instance_path))}: {error.message}"

@@ -50,18 +50,6 @@ KNOWN_RESPONSE_TYPE_DEVIATIONS = {
 }
 
 # OpenAPI 3.0 keywords that are not JSON Schema validation keywords.
-OPENAPI_ONLY_KEYWORDS = frozenset(
-    {
-        "nullable",
-        "example",
-        "discriminator",
-        "readOnly",
-        "writeOnly",
-        "xml",
-        "externalDocs",
-        "deprecated",
-    }
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,30 +220,9 @@ def _compare(
         )
 
 
-def _to_json_schema(node: Any, root: dict[str, Any]) -> Any:
-    """Turn an OpenAPI 3.0 schema into plain JSON Schema (refs inlined, nullable -> null)."""
-    if isinstance(node, list):
-        return [_to_json_schema(item, root) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        return _to_json_schema(walk.lookup(root, node["$ref"]), root)
-    converted: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in OPENAPI_ONLY_KEYWORDS:
-            continue
-        if key == "properties":
-            converted[key] = {name: _to_json_schema(sub, root) for name, sub in value.items()}
-        else:
-            converted[key] = _to_json_schema(value, root)
-    if node.get("nullable") is True:
-        return {"anyOf": [converted, {"type": "null"}]}
-    return converted
-
-
 def _schema_errors(schema: Any, instance: Any, root: dict[str, Any]) -> list[str]:
     jsonschema_rs = pytest.importorskip("jsonschema_rs")
-    validator = jsonschema_rs.Draft4Validator(_to_json_schema(schema, root))
+    validator = jsonschema_rs.Draft4Validator(walk.to_json_schema(schema, root))
     return [
         f"/{'/'.join(map(str, error.instance_path))}: {error.message}"
         for error in validator.iter_errors(instance)
