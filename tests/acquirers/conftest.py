@@ -17,7 +17,7 @@ from homologation.fakes.acquirer import create_app as acquirer_app
 from homologation.fakes.secure_proxy import FakeSecureProxy
 from homologation.fakes.secure_proxy import create_app as proxy_app
 from homologation.fakes.server import serve
-from tests.conftest import make_settings
+from tests.conftest import MerchantCredentials, make_settings
 from tests.receiver import Receiver, running_receiver
 
 API_KEY = "core-api-key-for-tests"
@@ -100,3 +100,13 @@ async def receiver() -> AsyncIterator[Receiver]:
     """VTEX's callback endpoint."""
     async with running_receiver() as running:
         yield running
+
+
+async def pay(
+    client: httpx.AsyncClient, merchant: MerchantCredentials, body: dict[str, Any]
+) -> dict[str, Any]:
+    """POST /payments as VTEX would; the answer's body (which must be a 200)."""
+    response = await client.post("/payments", json=body, headers=merchant.headers)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer

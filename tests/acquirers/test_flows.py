@@ -15,20 +15,11 @@ from connector.app import Services
 from connector.db.tables import OutboxMessage
 from homologation.fakes.acquirer import Fault
 from tests import payloads
-from tests.acquirers.conftest import Core
+from tests.acquirers.conftest import Core, pay
 from tests.conftest import FAST, MerchantCredentials
 from tests.outbox.test_inbound import inbound_body
 
 NULL_CARD = {"holder": None, "number": None, "csc": None, "expiration": None}
-
-
-async def pay(
-    client: httpx.AsyncClient, merchant: MerchantCredentials, body: dict[str, Any]
-) -> dict[str, Any]:
-    response = await client.post("/payments", json=body, headers=merchant.headers)
-    assert response.status_code == 200, response.text
-    answer: dict[str, Any] = response.json()
-    return answer
 
 
 async def callbacks(services: Services) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from connector.app import Services
 from connector.db.tables import Payment
 from homologation.fakes.acquirer import Fault
 from tests import payloads
-from tests.acquirers.conftest import Core, Proxy
+from tests.acquirers.conftest import Core, Proxy, pay
 from tests.conftest import FAST, MerchantCredentials
 from tests.receiver import Receiver
 
@@ -36,15 +36,6 @@ ONE_SECOND = {
 }
 # What a request may take beyond its budget: the connector's own work (database, JSON).
 OVERHEAD = 0.5
-
-
-async def pay(
-    client: httpx.AsyncClient, merchant: MerchantCredentials, body: dict[str, Any]
-) -> dict[str, Any]:
-    response = await client.post("/payments", json=body, headers=merchant.headers)
-    assert response.status_code == 200, response.text
-    answer: dict[str, Any] = response.json()
-    return answer
 
 
 async def reconcile_until_decided(services: Services, payment_id: str, seconds: float) -> str:
