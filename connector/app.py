@@ -27,7 +27,10 @@ from connector.acquirers.http import HttpAcquirer
 from connector.acquirers.sandbox import SandboxAcquirer
 from connector.db.engine import Database
 from connector.db.migrate import current_revision, head_revision
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, Unauthorized
+from connector.giftcards import routes as giftcard_routes
+from connector.giftcards.cards import GiftCardService
+from connector.giftcards.ledger import GiftCardLedger
 from connector.merchants import MerchantService
 from connector.outbox.dispatcher import Dispatcher
 from connector.payments import routes as payment_routes
@@ -35,13 +38,14 @@ from connector.payments.manifest import build_manifest
 from connector.payments.operations import OperationService
 from connector.payments.outcomes import Outcomes
 from connector.payments.service import PaymentService
-from connector.security import FieldCipher
+from connector.security import BlindIndex, FieldCipher
 from connector.settings import Settings
 from protocol.payments import ErrorBody, Manifest
 
 log = logging.getLogger(__name__)
 
 PAYMENT_PROVIDER_PREFIX = "/payment-provider"
+GIFTCARD_PREFIX = "/giftcard"
 
 
 @dataclass
@@ -55,6 +59,8 @@ class Services:
     manifest: Manifest
     outcomes: Outcomes
     dispatcher: Dispatcher
+    giftcards: GiftCardService
+    ledger: GiftCardLedger
     http: httpx.AsyncClient
     acquirer_http: httpx.AsyncClient
 
@@ -90,7 +96,10 @@ def build_services(settings: Settings) -> Services:
             acquirer_http,
             user_agent=f"vtex-connector/{__version__}",
         )
-    payments = PaymentService(database, settings, FieldCipher(settings.encryption_keys), acquirers)
+    cipher = FieldCipher(settings.encryption_keys)
+    payments = PaymentService(database, settings, cipher, acquirers)
+    blind_index = BlindIndex.from_secret(settings.blind_index_secret())
+    ledger = GiftCardLedger(database, settings, blind_index)
     # Callbacks never follow redirects: a redirect could lead off the allow-list.
     http = httpx.AsyncClient(follow_redirects=False, timeout=settings.callback_timeout_seconds)
     return Services(
@@ -103,6 +112,8 @@ def build_services(settings: Settings) -> Services:
         manifest=build_manifest(settings),
         outcomes=Outcomes(database, settings, payments),
         dispatcher=Dispatcher(database, settings, http),
+        giftcards=GiftCardService(database, settings, cipher, blind_index, ledger),
+        ledger=ledger,
         http=http,
         acquirer_http=acquirer_http,
     )
@@ -110,11 +121,13 @@ def build_services(settings: Settings) -> Services:
 
 @asynccontextmanager
 async def background_workers(services: Services) -> AsyncIterator[None]:
-    """The callback dispatcher and the pending-payment reconciler, stopped on exit."""
+    """The callback dispatcher, the pending-payment reconciler and the gift card hold expiry,
+    stopped on exit."""
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(services.dispatcher.run(stop), name="outbox-dispatcher"),
         asyncio.create_task(services.outcomes.run(stop), name="reconciler"),
+        asyncio.create_task(services.ledger.run(stop), name="giftcard-hold-expiry"),
     ]
     try:
         yield
@@ -144,6 +157,9 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 async def _connector_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ConnectorError)
+    if isinstance(exc, Unauthorized) and request.url.path.startswith(GIFTCARD_PREFIX + "/"):
+        # The Gift Card Hub requires 401 (missing) and 403 (wrong) with an empty body.
+        return Response(status_code=exc.http_status)
     if exc.http_status >= 500:
         log.error("%s %s failed: %r", request.method, request.url.path, exc)
     return _error(exc.http_status, exc.code, exc.message)
@@ -239,6 +255,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=[
             Mount(PAYMENT_PROVIDER_PREFIX, routes=payment_routes.routes),
+            Mount(GIFTCARD_PREFIX, routes=giftcard_routes.routes),
             Mount("/provider/webhooks", routes=webhooks.routes),
             Mount("/sandbox", routes=sandbox_pages.routes),
             Route("/openapi.json", openapi_json, methods=["GET"]),

@@ -4,7 +4,10 @@ ConnectorError                 code, http_status, safe message
 ├── BadRequest                 400  malformed JSON, missing or invalid fields
 │   └── PayloadTooLarge        413  body over the configured limit
 ├── Unauthorized               401  missing or wrong credentials
-├── NotFound                   404  unknown payment (or another merchant's)
+│   └── Forbidden              403  wrong credentials where a protocol tells them from missing
+├── NotFound                   404  unknown payment, card or transaction (or another merchant's)
+├── Conflict                   409  a requestId reused for a different request
+├── Refused                    422  a well-formed request the ledger refuses (balance, state)
 ├── InvalidTransition          500  a state change the state machine forbids: a bug
 └── AcquirerError              the acquirer could not give an answer
     ├── AcquirerUnavailable    500  transient: VTEX retries the same request
@@ -49,9 +52,24 @@ class Unauthorized(ConnectorError):
     code = "unauthorized"
 
 
+class Forbidden(Unauthorized):
+    http_status = 403
+    code = "forbidden"
+
+
 class NotFound(ConnectorError):
     http_status = 404
     code = "not-found"
+
+
+class Conflict(ConnectorError):
+    http_status = 409
+    code = "conflict"
+
+
+class Refused(ConnectorError):
+    http_status = 422
+    code = "refused"
 
 
 class InvalidTransition(ConnectorError):

@@ -80,6 +80,8 @@ _PAN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 _CSC = re.compile(r'("(?:csc|cvv|cvc|securityCode)"\s*:\s*)"[^"]*"', re.IGNORECASE)
 # VTEX Secure Proxy tokens (`#vtex#token#d799bae#number#`): they stand for card data.
 _PROXY_TOKEN = re.compile(r"#vtex#[^\s\"']*#")
+# Gift card redemption codes as this service issues them (`ABCD-EFGH-JKLM-NPQR`).
+_REDEMPTION_CODE = re.compile(r"\b(?:[A-Z2-9]{4}-){3}([A-Z2-9]{4})\b")
 
 
 def _mask_pan(match: re.Match[str]) -> str:
@@ -88,8 +90,76 @@ def _mask_pan(match: re.Match[str]) -> str:
 
 
 def mask_card_data(text: str) -> str:
-    """Keeps BIN and last four of anything that looks like a card number; hides CVVs and
-    Secure Proxy tokens."""
+    """Keeps BIN and last four of anything that looks like a card number; hides CVVs, Secure
+    Proxy tokens and all but the last group of gift card redemption codes."""
     text = _PAN.sub(_mask_pan, text)
     text = _PROXY_TOKEN.sub("#vtex#***#", text)
+    text = _REDEMPTION_CODE.sub(r"****-****-****-\1", text)
     return _CSC.sub(r'\1"***"', text)
+
+
+# ----------------------------------------------------------------------------- gift card codes
+
+# 32 symbols, without the look-alikes I and O (and the digits 0 and 1): 5 bits each, so the 16
+# symbols of a code carry 80 random bits.
+REDEMPTION_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+REDEMPTION_SYMBOLS = 16
+
+
+def generate_redemption_code() -> str:
+    symbols = "".join(secrets.choice(REDEMPTION_ALPHABET) for _ in range(REDEMPTION_SYMBOLS))
+    return "-".join(symbols[i : i + 4] for i in range(0, REDEMPTION_SYMBOLS, 4))
+
+
+def normalize_redemption_code(code: str) -> str:
+    """What a shopper types, as the service compares it: case, spaces and dashes do not matter."""
+    return re.sub(r"[\s-]", "", code).upper()
+
+
+def redemption_code_digest(code: str) -> bytes:
+    """Stored instead of the code. 80 random bits make a plain SHA-256 irreversible, and a plain
+    (unsalted) hash is what lets `_search` find a card by the code a shopper typed."""
+    return hashlib.sha256(b"giftcard-code:" + normalize_redemption_code(code).encode()).digest()
+
+
+def mask_redemption_code(last4: str) -> str:
+    return f"****-****-****-{last4}"
+
+
+def is_masked(code: str) -> bool:
+    """VTEX echoes codes masked (`***********ASDQ`): such a value proves nothing."""
+    return "*" in code
+
+
+def generate_redemption_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def generate_public_id() -> str:
+    """Card, transaction and operation ids: 128 random bits as 32 hex digits, as VTEX's examples."""
+    return secrets.token_hex(16)
+
+
+def same_secret(presented: str, expected: str) -> bool:
+    """Constant-time equality of two secrets (tokens, codes, admin token)."""
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+# ----------------------------------------------------------------------------- blind index
+
+
+class BlindIndex:
+    """A keyed hash of a personal identifier (email, document, user id), so that the database can
+    find rows by it without holding the identifier in the clear. Identifiers are compared
+    trimmed and case-insensitively."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    @classmethod
+    def from_secret(cls, secret: SecretStr) -> BlindIndex:
+        return cls(hashlib.sha256(b"blind-index:" + secret.get_secret_value().encode()).digest())
+
+    def digest(self, identifier: str) -> bytes:
+        normalized = identifier.strip().lower().encode()
+        return hmac.new(self._key, normalized, hashlib.sha256).digest()

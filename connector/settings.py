@@ -143,6 +143,26 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_tolerance_seconds: int = Field(default=300, gt=0)
 
+    # ----- gift cards (Gift Card Provider Protocol, under /giftcard)
+    # The `provider` field of cards: the id the provider is registered under in the Gift Card Hub.
+    giftcard_provider_name: str = Field(default="connector", min_length=1, max_length=100)
+    # Currency of a card created without `currencyCode`.
+    giftcard_default_currency: str = Field(default="BRL", pattern=r"^[A-Z]{3}$")
+    # A Debit not settled within this time has its remaining hold released (Lightrail's default
+    # is a week; VTEX settles when the order is invoiced).
+    giftcard_hold_seconds: int = Field(default=604_800, gt=0)
+    giftcard_expiry_poll_seconds: float = Field(default=30.0, gt=0)
+    # Largest page `_search` and the transaction list return (`REST-Range: resources=0-49`).
+    giftcard_max_page: int = Field(default=100, ge=1, le=1000)
+    # Key of the blind index that finds a card by its owner's email, document or id without
+    # storing them in the clear. Unset: derived from the first encryption key (set it explicitly
+    # before you ever rotate encryption keys, or owners' cards stop being found by `_search`).
+    blind_index_key: SecretStr | None = None
+
+    # ----- operators
+    # Bearer token of the admin API (/admin); unset disables it (every call answers 401).
+    admin_token: SecretStr | None = None
+
     @field_validator(
         "encryption_keys",
         "payment_methods",
@@ -179,6 +199,13 @@ class Settings(BaseSettings):
         if test_suite:
             return self.test_suite_acquirer_timeout_seconds
         return self.acquirer_timeout_seconds
+
+    def blind_index_secret(self) -> SecretStr:
+        if self.blind_index_key is not None:
+            return self.blind_index_key
+        if not self.encryption_keys:
+            raise ValueError("set CONNECTOR_BLIND_INDEX_KEY or CONNECTOR_ENCRYPTION_KEYS")
+        return self.encryption_keys[0]
 
     @property
     def is_sqlite(self) -> bool:

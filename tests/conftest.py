@@ -32,7 +32,17 @@ from tests.postgres import run_admin_statement
 POSTGRES_ADMIN_URL = os.environ.get(
     "CONNECTOR_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-TABLES = ("outbox", "payment_operations", "payments", "merchants", "sandbox_acquirer_calls")
+TABLES = (
+    "giftcard_entries",
+    "giftcard_operations",
+    "giftcard_transactions",
+    "giftcards",
+    "outbox",
+    "payment_operations",
+    "payments",
+    "merchants",
+    "sandbox_acquirer_calls",
+)
 
 
 @pytest.fixture

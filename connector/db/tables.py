@@ -188,3 +188,136 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# ----------------------------------------------------------------------------- gift cards
+#
+# A card's money lives in two running totals, `available_minor` (what it can pay) and
+# `held_minor` (reserved by Debit transactions not yet settled or released). Each change to them is
+# written in the same database transaction as an entry of `giftcard_entries` carrying the same
+# deltas, so both totals always equal the sums of the card's entries (the ledger); the totals exist
+# so that a debit is one conditional UPDATE that a CHECK forbids to go below zero.
+
+
+class GiftCard(Base):
+    __tablename__ = "giftcards"
+    __table_args__ = (
+        CheckConstraint("available_minor >= 0", name="available_nonnegative"),
+        CheckConstraint("held_minor >= 0", name="held_nonnegative"),
+        CheckConstraint("status IN ('active', 'blocked')", name="status_known"),
+        CheckConstraint("multiple_redemptions OR redemptions <= 1", name="single_redemption"),
+        CheckConstraint("multiple_credits OR credits <= 1", name="single_credit"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), index=True)
+    # The id the Hub puts in every URL (`giftCardId`).
+    card_id: Mapped[str] = mapped_column(String(40), unique=True)
+    redemption_token: Mapped[str] = mapped_column(String(64))
+    # SHA-256 of the normalised redemption code: codes carry 80 random bits, so an unsalted hash
+    # cannot be reversed and still lets `_search` find a card by its code.
+    code_digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    code_last4: Mapped[str] = mapped_column(String(4))
+    relation_name: Mapped[str] = mapped_column(String(200))
+    caption: Mapped[str | None] = mapped_column(String(200))
+    # Keyed hash of the normalised profileId (email, document or user id): a blind index.
+    owner_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), index=True)
+    # The profileId itself, Fernet-encrypted (personal data).
+    owner: Mapped[bytes | None] = mapped_column(LargeBinary)
+    restricted_to_owner: Mapped[bool] = mapped_column(Boolean, default=False)
+    multiple_redemptions: Mapped[bool] = mapped_column(Boolean, default=True)
+    multiple_credits: Mapped[bool] = mapped_column(Boolean, default=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(10), default="active")
+    status_reason: Mapped[str | None] = mapped_column(String(500))
+    emission_date: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expiring_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    available_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    held_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Debits and credits ever applied, for single-use and single-load cards.
+    redemptions: Mapped[int] = mapped_column(Integer, default=0)
+    credits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class GiftCardTransaction(Base):
+    """A Debit (a hold that settlements post and cancellations release or refund) or a Credit
+    (money added at once, which a cancellation can take back while the card still has it).
+    Unique per card and `requestId`: one effect per request, whatever the retries."""
+
+    __tablename__ = "giftcard_transactions"
+    __table_args__ = (
+        UniqueConstraint("card_pk", "request_id"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint(
+            "settled_minor >= 0 AND released_minor >= 0 AND refunded_minor >= 0",
+            name="totals_nonnegative",
+        ),
+        CheckConstraint("settled_minor + released_minor <= amount_minor", name="within_amount"),
+        CheckConstraint("refunded_minor <= settled_minor", name="refund_within_settled"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    card_pk: Mapped[uuid.UUID] = mapped_column(ForeignKey("giftcards.id"), index=True)
+    transaction_id: Mapped[str] = mapped_column(String(40), unique=True)
+    request_id: Mapped[str] = mapped_column(String(200))
+    operation: Mapped[str] = mapped_column(String(10))  # Debit | Credit
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    settled_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    released_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    description: Mapped[str | None] = mapped_column(String(500))
+    order_id: Mapped[str | None] = mapped_column(String(200))
+    # When an unsettled remainder of this hold is released automatically; cleared once it is.
+    hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GiftCardOperation(Base):
+    """A settlement or cancellation of a transaction, unique per transaction, kind and
+    `requestId`: a repeat returns the stored `{oid, value, date}` without a second effect."""
+
+    __tablename__ = "giftcard_operations"
+    __table_args__ = (
+        UniqueConstraint("transaction_pk", "kind", "request_id"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("kind IN ('settlement', 'cancellation')", name="kind_known"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    oid: Mapped[str] = mapped_column(String(40), unique=True)
+    transaction_pk: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("giftcard_transactions.id"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    request_id: Mapped[str] = mapped_column(String(200))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GiftCardEntry(Base):
+    """One line of a card's ledger. Never updated or deleted.
+
+    kind         available  held
+    credit          +v        0     a Credit transaction or an operator's load
+    hold            -v       +v     a Debit transaction
+    settle           0       -v     a settlement posts part of a hold
+    release         +v       -v     a cancellation before settlement
+    expire          +v       -v     a hold not settled in time
+    refund          +v        0     a cancellation after settlement
+    reverse         -v        0     a cancellation of a Credit
+    """
+
+    __tablename__ = "giftcard_entries"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    card_pk: Mapped[uuid.UUID] = mapped_column(ForeignKey("giftcards.id"), index=True)
+    transaction_pk: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("giftcard_transactions.id"))
+    kind: Mapped[str] = mapped_column(String(10))
+    available_delta: Mapped[int] = mapped_column(BigInteger)
+    held_delta: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
