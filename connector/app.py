@@ -28,8 +28,9 @@ from connector.acquirers.sandbox import SandboxAcquirer
 from connector.db.engine import Database
 from connector.db.migrate import current_revision, head_revision
 from connector.errors import ConnectorError, Unauthorized
+from connector.giftcards import admin as giftcard_admin
 from connector.giftcards import routes as giftcard_routes
-from connector.giftcards.cards import GiftCardService
+from connector.giftcards.cards import GiftCardService, build_giftcards
 from connector.giftcards.ledger import GiftCardLedger
 from connector.merchants import MerchantService
 from connector.outbox.dispatcher import Dispatcher
@@ -38,7 +39,7 @@ from connector.payments.manifest import build_manifest
 from connector.payments.operations import OperationService
 from connector.payments.outcomes import Outcomes
 from connector.payments.service import PaymentService
-from connector.security import BlindIndex, FieldCipher
+from connector.security import FieldCipher
 from connector.settings import Settings
 from protocol.payments import ErrorBody, Manifest
 
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 PAYMENT_PROVIDER_PREFIX = "/payment-provider"
 GIFTCARD_PREFIX = "/giftcard"
+ADMIN_PREFIX = "/admin"
 
 
 @dataclass
@@ -98,8 +100,7 @@ def build_services(settings: Settings) -> Services:
         )
     cipher = FieldCipher(settings.encryption_keys)
     payments = PaymentService(database, settings, cipher, acquirers)
-    blind_index = BlindIndex.from_secret(settings.blind_index_secret())
-    ledger = GiftCardLedger(database, settings, blind_index)
+    giftcards, ledger = build_giftcards(database, settings, cipher)
     # Callbacks never follow redirects: a redirect could lead off the allow-list.
     http = httpx.AsyncClient(follow_redirects=False, timeout=settings.callback_timeout_seconds)
     return Services(
@@ -112,7 +113,7 @@ def build_services(settings: Settings) -> Services:
         manifest=build_manifest(settings),
         outcomes=Outcomes(database, settings, payments),
         dispatcher=Dispatcher(database, settings, http),
-        giftcards=GiftCardService(database, settings, cipher, blind_index, ledger),
+        giftcards=giftcards,
         ledger=ledger,
         http=http,
         acquirer_http=acquirer_http,
@@ -256,6 +257,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Mount(PAYMENT_PROVIDER_PREFIX, routes=payment_routes.routes),
             Mount(GIFTCARD_PREFIX, routes=giftcard_routes.routes),
+            Mount(ADMIN_PREFIX, routes=giftcard_admin.routes),
             Mount("/provider/webhooks", routes=webhooks.routes),
             Mount("/sandbox", routes=sandbox_pages.routes),
             Route("/openapi.json", openapi_json, methods=["GET"]),

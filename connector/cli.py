@@ -1,4 +1,4 @@
-"""`connector serve | migrate | worker | merchants ... | outbox ... | keys ...`"""
+"""`connector serve | migrate | worker | merchants ... | giftcards ... | outbox ... | keys ...`"""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from connector.db.engine import Database
-from connector.errors import ConnectorError
+from connector.errors import BadRequest, ConnectorError, NotFound
 from connector.merchants import IssuedCredentials, MerchantService
 from connector.settings import Settings
+
+if TYPE_CHECKING:
+    from connector.giftcards.cards import GiftCardService
+    from protocol.admin import IssueCardItem
 
 T = TypeVar("T")
 
@@ -210,6 +214,163 @@ def callbacks_listen(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- gift cards
+
+
+def _giftcards(database: Database, settings: Settings) -> GiftCardService:
+    from connector.giftcards.cards import build_giftcards
+    from connector.security import FieldCipher
+
+    return build_giftcards(database, settings, FieldCipher(settings.encryption_keys))[0]
+
+
+def _actor(args: argparse.Namespace) -> str:
+    import getpass
+
+    return str(args.actor or f"cli:{getpass.getuser()}")
+
+
+def _issue_items(args: argparse.Namespace) -> list[IssueCardItem]:
+    """One item from the flags, or one per row of `--csv` (a header row names the columns;
+    empty cells take the defaults)."""
+    import csv
+
+    from pydantic import ValidationError
+
+    from protocol.admin import IssueCardItem
+
+    if args.csv is None:
+        rows: list[dict[str, str]] = [
+            {
+                "amount": args.amount,
+                "currency": args.currency,
+                "profileId": args.owner,
+                "restrictedToOwner": "true" if args.restricted else "false",
+                "caption": args.caption,
+                "relationName": args.relation_name,
+                "expiringDate": args.expires,
+                "multipleRedemptions": "false" if args.single_use else "true",
+                "multipleCredits": "false" if args.single_load else "true",
+            }
+        ]
+    else:
+        with open(args.csv, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        if not rows:
+            raise BadRequest(f"{args.csv} has no rows under its header")
+    items = []
+    for number, row in enumerate(rows, start=1):
+        values = {key.strip(): value.strip() for key, value in row.items() if key and value}
+        try:
+            items.append(IssueCardItem.model_validate(values))
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
+            )
+            raise BadRequest(f"row {number}: {problems}") from error
+    return items
+
+
+def giftcards_issue(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the new cards with their codes (shown this once), or write them to `--out`."""
+    from connector.giftcards.cards import issued_as_json, order_from
+
+    items = _issue_items(args)
+
+    async def issue(db: Database) -> list[dict[str, object]]:
+        merchant = await MerchantService(db).by_name(args.merchant)
+        if merchant is None:
+            raise NotFound(f"no merchant named {args.merchant!r}")
+        service = _giftcards(db, settings)
+        orders = [order_from(item) for item in items]
+        issued = await service.issue_many(merchant, orders, _actor(args))
+        return [issued_as_json(card, merchant.name) for card in issued]
+
+    cards = _with_database(settings, issue)
+    if args.out:
+        import csv
+
+        with open(args.out, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(cards[0]))
+            writer.writeheader()
+            writer.writerows(cards)
+        print(f"issued {len(cards)} cards; codes written to {args.out}", file=sys.stderr)
+    else:
+        _print_json(cards)
+    return 0
+
+
+def giftcards_show(args: argparse.Namespace, settings: Settings) -> int:
+    from connector.giftcards.cards import report_as_json
+
+    async def show(db: Database) -> dict[str, object]:
+        return report_as_json(await _giftcards(db, settings).report(args.card_id))
+
+    _print_json(_with_database(settings, show))
+    return 0
+
+
+def giftcards_list(args: argparse.Namespace, settings: Settings) -> int:
+    from connector.giftcards.cards import card_as_json
+
+    async def listing(db: Database) -> list[dict[str, object]]:
+        merchant = None
+        if args.merchant:
+            merchant = await MerchantService(db).by_name(args.merchant)
+            if merchant is None:
+                raise NotFound(f"no merchant named {args.merchant!r}")
+        cards = await _giftcards(db, settings).list(merchant, args.status, 0, args.limit)
+        return [card_as_json(card) for card in cards]
+
+    _print_json(_with_database(settings, listing))
+    return 0
+
+
+def giftcards_block(args: argparse.Namespace, settings: Settings) -> int:
+    from connector.giftcards.cards import card_as_json
+
+    async def block(db: Database) -> dict[str, object]:
+        card = await _giftcards(db, settings).set_blocked(
+            args.card_id, not args.unblock, _actor(args), args.reason
+        )
+        return card_as_json(card)
+
+    _print_json(_with_database(settings, block))
+    return 0
+
+
+def giftcards_credit(args: argparse.Namespace, settings: Settings) -> int:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        amount = Decimal(args.amount)
+    except InvalidOperation as error:
+        raise BadRequest(f"not an amount: {args.amount!r}") from error
+
+    async def credit(db: Database) -> dict[str, object]:
+        transaction = await _giftcards(db, settings).credit(
+            args.card_id, amount, args.request_id, _actor(args), args.reason
+        )
+        return {"transactionId": transaction.transaction_id, "requestId": transaction.request_id}
+
+    _print_json(_with_database(settings, credit))
+    return 0
+
+
+def giftcards_expire_holds(args: argparse.Namespace, settings: Settings) -> int:
+    """Release the holds past `CONNECTOR_GIFTCARD_HOLD_SECONDS` now (serve and worker do it
+    every `CONNECTOR_GIFTCARD_EXPIRY_POLL_SECONDS`)."""
+    from connector.giftcards.ledger import GiftCardLedger
+    from connector.security import BlindIndex
+
+    async def expire(db: Database) -> int:
+        blind_index = BlindIndex.from_secret(settings.blind_index_secret())
+        return await GiftCardLedger(db, settings, blind_index).release_expired_holds(limit=10_000)
+
+    print(f"released {_with_database(settings, expire)} expired holds")
+    return 0
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -247,6 +408,50 @@ def build_parser() -> argparse.ArgumentParser:
     demo = merchant_commands.add_parser("demo", help="create or refresh the demo merchant")
     demo.add_argument("--name", default="demo")
     demo.set_defaults(handler=merchants_demo)
+
+    giftcards = commands.add_parser("giftcards", help="issue, load, block and inspect gift cards")
+    card_commands = giftcards.add_subparsers(dest="giftcard_command", required=True)
+    issue = card_commands.add_parser(
+        "issue", help="issue cards (one from the flags, or one per CSV row); prints their codes"
+    )
+    issue.add_argument("--merchant", required=True, help="the merchant (see `merchants list`)")
+    issue.add_argument("--amount", default="0", help="initial balance, e.g. 50.00")
+    issue.add_argument("--currency", help="ISO 4217 (default CONNECTOR_GIFTCARD_DEFAULT_CURRENCY)")
+    issue.add_argument("--owner", help="profileId: email, document or user id of the owner")
+    issue.add_argument("--restricted", action="store_true", help="only the owner may use it")
+    issue.add_argument("--caption")
+    issue.add_argument("--relation-name")
+    issue.add_argument("--expires", help="ISO 8601 date or time, e.g. 2027-12-31T23:59:59Z")
+    issue.add_argument("--single-use", action="store_true", help="one purchase only")
+    issue.add_argument("--single-load", action="store_true", help="never reloaded")
+    issue.add_argument("--csv", help="issue one card per row (columns: see the README)")
+    issue.add_argument("--out", help="write the cards and their codes to this CSV file")
+    issue.add_argument("--actor", help="who is issuing (default cli:$USER)")
+    issue.set_defaults(handler=giftcards_issue)
+    show = card_commands.add_parser("show", help="a card, its transactions and its ledger")
+    show.add_argument("card_id")
+    show.set_defaults(handler=giftcards_show)
+    listing_cards = card_commands.add_parser("list", help="list cards")
+    listing_cards.add_argument("--merchant")
+    listing_cards.add_argument("--status", choices=["active", "blocked"])
+    listing_cards.add_argument("--limit", type=int, default=100)
+    listing_cards.set_defaults(handler=giftcards_list)
+    block = card_commands.add_parser("block", help="block a card (or --unblock it)")
+    block.add_argument("card_id")
+    block.add_argument("--reason", required=True)
+    block.add_argument("--unblock", action="store_true")
+    block.add_argument("--actor")
+    block.set_defaults(handler=giftcards_block)
+    credit = card_commands.add_parser("credit", help="add money to a card")
+    credit.add_argument("card_id")
+    credit.add_argument("amount")
+    credit.add_argument("--reason", required=True)
+    credit.add_argument("--request-id", help="makes a retried credit safe")
+    credit.add_argument("--actor")
+    credit.set_defaults(handler=giftcards_credit)
+    card_commands.add_parser(
+        "expire-holds", help="release holds not settled in time, now"
+    ).set_defaults(handler=giftcards_expire_holds)
 
     commands.add_parser(
         "worker", help="deliver callbacks and reconcile pending payments (no HTTP)"

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from connector.errors import BadRequest, PayloadTooLarge, Unauthorized
+from connector.security import same_secret
 
 if TYPE_CHECKING:
     from connector.app import Services
@@ -51,6 +52,23 @@ async def authenticate(request: Request) -> Merchant:
             "missing X-VTEX-API-AppKey/X-VTEX-API-AppToken headers", code="missing-credentials"
         )
     return await found.merchants.authenticate(app_key, app_token)
+
+
+async def authenticate_operator(request: Request) -> str:
+    """The operator calling the admin API (`Authorization: Bearer <CONNECTOR_ADMIN_TOKEN>`), named
+    by `X-Operator` for the ledger's notes; 401 when the token is missing or wrong, or when no
+    token is configured (the admin API is then off)."""
+    expected = services(request).settings.admin_token
+    if expected is None:
+        raise Unauthorized("the admin API is disabled: set CONNECTOR_ADMIN_TOKEN",
+                           code="admin-api-disabled")  # fmt: skip
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not same_secret(
+        presented.strip(), expected.get_secret_value()
+    ):
+        raise Unauthorized("missing or wrong admin bearer token", code="invalid-admin-token")
+    operator = request.headers.get("x-operator", "").strip()
+    return operator[:100] if operator else "admin-api"
 
 
 async def read_model(request: Request, model: type[M]) -> M:

@@ -28,6 +28,7 @@ from connector.security import (
     redemption_code_digest,
 )
 from connector.settings import Settings
+from protocol.admin import IssueCardItem
 from protocol.giftcards import (
     CardDetail,
     CardSummary,
@@ -315,4 +316,90 @@ def card_as_json(card: GiftCard, merchant_name: str | None = None) -> dict[str, 
     }
 
 
-__all__ = ["CardReport", "GiftCardService", "IssueOrder", "IssuedCard", "card_as_json"]
+def issued_as_json(issued: IssuedCard, merchant_name: str) -> dict[str, Any]:
+    """A new card for the operator who issued it: the only time its code is shown in full."""
+    return {
+        **card_as_json(issued.card, merchant_name),
+        "redemptionCode": issued.redemption_code,
+        "redemptionToken": issued.card.redemption_token,
+    }
+
+
+def _amount(minor: int, card: GiftCard) -> float:
+    return float(from_minor(minor, card.currency))
+
+
+def report_as_json(report: CardReport) -> dict[str, Any]:
+    card = report.card
+    transaction_ids = {t.id: t.transaction_id for t in report.transactions}
+    return {
+        "card": card_as_json(card),
+        "owner": report.owner,
+        "ledger": {
+            "available": _amount(report.ledger_available, card),
+            "held": _amount(report.ledger_held, card),
+            "consistent": report.consistent,
+        },
+        "transactions": [
+            {
+                "id": t.transaction_id,
+                "requestId": t.request_id,
+                "operation": t.operation,
+                "amount": _amount(t.amount_minor, card),
+                "settled": _amount(t.settled_minor, card),
+                "released": _amount(t.released_minor, card),
+                "refunded": _amount(t.refunded_minor, card),
+                "orderId": t.order_id,
+                "description": t.description,
+                "createdAt": t.created_at.isoformat(),
+                "holdExpiresAt": t.hold_expires_at.isoformat() if t.hold_expires_at else None,
+            }
+            for t in report.transactions
+        ],
+        "entries": [
+            {
+                "kind": e.kind,
+                "available": _amount(e.available_delta, card),
+                "held": _amount(e.held_delta, card),
+                "transactionId": transaction_ids.get(e.transaction_pk or uuid.UUID(int=0)),
+                "note": e.note,
+                "createdAt": e.created_at.isoformat(),
+            }
+            for e in report.entries
+        ],
+    }
+
+
+def order_from(item: IssueCardItem) -> IssueOrder:
+    return IssueOrder(
+        amount=item.amount,
+        currency=item.currency,
+        profile_id=item.profile_id,
+        restricted_to_owner=item.restricted_to_owner,
+        caption=item.caption,
+        relation_name=item.relation_name,
+        expiring_date=item.expiring_date,
+        multiple_redemptions=item.multiple_redemptions,
+        multiple_credits=item.multiple_credits,
+    )
+
+
+def build_giftcards(
+    database: Database, settings: Settings, cipher: FieldCipher
+) -> tuple[GiftCardService, GiftCardLedger]:
+    blind_index = BlindIndex.from_secret(settings.blind_index_secret())
+    ledger = GiftCardLedger(database, settings, blind_index)
+    return GiftCardService(database, settings, cipher, blind_index, ledger), ledger
+
+
+__all__ = [
+    "CardReport",
+    "GiftCardService",
+    "IssueOrder",
+    "IssuedCard",
+    "build_giftcards",
+    "card_as_json",
+    "issued_as_json",
+    "order_from",
+    "report_as_json",
+]

@@ -76,13 +76,22 @@ def debit(
         "orderInfo": {
             "orderId": "v5006128str",
             "sequence": 5006128,
-            "cart": {"items": [], "grandTotal": 0, "discounts": -7.5, "shipping": 7.27,
-                     "taxes": 0, "itemsTotal": 14.99},
-            "clientProfile": {"email": "michael.scott96@mail.com", "document": "02906792063",
-                              "isCorporate": False},
+            "cart": {
+                "items": [],
+                "grandTotal": 0,
+                "discounts": -7.5,
+                "shipping": 7.27,
+                "taxes": 0,
+                "itemsTotal": 14.99,
+            },
+            "clientProfile": {
+                "email": "michael.scott96@mail.com",
+                "document": "02906792063",
+                "isCorporate": False,
+            },
         },
         **extra,
-    }  # fmt: skip
+    }
 
 
 async def ledger_of(services: Services, card_id: str) -> dict[str, int]:

@@ -50,8 +50,9 @@ async def test_auth_probes_get_an_empty_401_or_403_and_change_nothing(
 ) -> None:
     issued = await issue_card("100")
     card = issued.card.card_id
-    created = await hub.post(f"/giftcards/{card}/transactions", json=debit(issued, 10),
-                             headers=headers)  # fmt: skip
+    created = await hub.post(
+        f"/giftcards/{card}/transactions", json=debit(issued, 10), headers=headers
+    )
     transaction = created.json()["id"]
     before = await ledger_of(services, card)
     probe_headers = {
@@ -77,8 +78,11 @@ async def test_another_merchants_card_is_not_found(
     headers: dict[str, str],
 ) -> None:
     issued = await issue_card("100")
-    other = {**headers, "X-PROVIDER-API-AppKey": other_merchant.app_key,
-             "X-PROVIDER-API-AppToken": other_merchant.app_token}  # fmt: skip
+    other = {
+        **headers,
+        "X-PROVIDER-API-AppKey": other_merchant.app_key,
+        "X-PROVIDER-API-AppToken": other_merchant.app_token,
+    }
     response = await hub.get(f"/giftcards/{issued.card.card_id}", headers=other)
     assert response.status_code == 404 and response.json()["code"] == "card-not-found"
     by_code = {"client": {}, "cart": {"redemptionCode": issued.redemption_code}}
@@ -88,9 +92,14 @@ async def test_another_merchants_card_is_not_found(
 
 @pytest.mark.parametrize(
     "media_type",
-    [VENDOR_JSON, "application/vnd.vtex.giftcardproviders.v1+json", "application/json",
-     "text/plain", None],
-)  # fmt: skip
+    [
+        VENDOR_JSON,
+        "application/vnd.vtex.giftcardproviders.v1+json",
+        "application/json",
+        "text/plain",
+        None,
+    ],
+)
 async def test_any_json_media_type_and_unknown_headers_are_accepted(
     hub: httpx.AsyncClient, headers: dict[str, str], issue_card: IssueCard, media_type: str | None
 ) -> None:
@@ -111,11 +120,11 @@ async def test_trailing_slashes_and_the_cache_buster_are_accepted(
 ) -> None:
     issued = await issue_card("100")
     card = issued.card.card_id
-    got = await hub.get(f"/giftcards/{card}/", params={"ts": "639091131481342036"},
-                        headers=headers)  # fmt: skip
+    got = await hub.get(f"/giftcards/{card}/", params={"ts": "639091131481342036"}, headers=headers)
     assert got.status_code == 200 and got.json()["id"] == card
-    created = await hub.post(f"/giftcards/{card}/transactions/", json=debit(issued, 1),
-                             headers=headers)  # fmt: skip
+    created = await hub.post(
+        f"/giftcards/{card}/transactions/", json=debit(issued, 1), headers=headers
+    )
     assert created.status_code == 200
     settlements = await hub.get(
         f"/giftcards/{card}/transactions/{created.json()['id']}/settlements/", headers=headers
@@ -146,8 +155,9 @@ async def test_search_pages_with_rest_range(
     assert everything.headers["REST-Content-Range"] == "resources 0-4/5"
 
     for bad in ("resources=5-1", "items=0-9", "resources=a-b", "0-9"):
-        response = await hub.post("/giftcards/_search", json=search,
-                                  headers={**headers, "REST-Range": bad})  # fmt: skip
+        response = await hub.post(
+            "/giftcards/_search", json=search, headers={**headers, "REST-Range": bad}
+        )
         assert response.status_code == 400 and response.json()["code"] == "invalid-range", bad
 
 
@@ -158,11 +168,13 @@ async def test_transaction_list_pages_too(
     card = issued.card.card_id
     ids = []
     for _ in range(3):
-        created = await hub.post(f"/giftcards/{card}/transactions", json=debit(issued, 1),
-                                 headers=headers)  # fmt: skip
+        created = await hub.post(
+            f"/giftcards/{card}/transactions", json=debit(issued, 1), headers=headers
+        )
         ids.append(created.json()["id"])
-    listing = await hub.get(f"/giftcards/{card}/transactions",
-                            headers={**headers, "REST-Range": "resources=1-2"})  # fmt: skip
+    listing = await hub.get(
+        f"/giftcards/{card}/transactions", headers={**headers, "REST-Range": "resources=1-2"}
+    )
     # The card's load by the operator is its first transaction.
     assert [item["id"] for item in listing.json()] == ids[:2]
     assert listing.headers["REST-Content-Range"] == "resources 1-2/4"
@@ -181,8 +193,10 @@ async def test_search_ignores_expired_blocked_and_restricted_cards(
     found = await hub.post("/giftcards/_search", json=owner, headers=headers)
     assert [card["id"] for card in found.json()] == [usable.card.card_id]
     # A restricted voucher's code is no use to someone else...
-    typed = {"client": {"email": "me@example.com"},
-             "cart": {"redemptionCode": restricted.redemption_code}}  # fmt: skip
+    typed = {
+        "client": {"email": "me@example.com"},
+        "cart": {"redemptionCode": restricted.redemption_code},
+    }
     assert (await hub.post("/giftcards/_search", json=typed, headers=headers)).json() == []
     # ...but works for its owner; a blocked card is invisible even by its code.
     typed["client"] = {"email": "SOMEONE@else.com"}

@@ -22,11 +22,19 @@ async def test_checkout_settle_and_cancel_as_the_hub_does(
     card_id = issued.card.card_id
 
     # 1. Checkout searches the shopper's cards (by email) and the typed code.
-    search = {"client": {"id": "3b1abc17", "email": "Michael.Scott96@mail.com ",
-                         "document": "234235"},
-              "cart": {"grandTotal": 182, "relationName": None, "redemptionCode": None,
-                       "discounts": 20, "shipping": 2, "taxes": 0, "items": [],
-                       "itemsTotal": 200}}  # fmt: skip
+    search = {
+        "client": {"id": "3b1abc17", "email": "Michael.Scott96@mail.com ", "document": "234235"},
+        "cart": {
+            "grandTotal": 182,
+            "relationName": None,
+            "redemptionCode": None,
+            "discounts": 20,
+            "shipping": 2,
+            "taxes": 0,
+            "items": [],
+            "itemsTotal": 200,
+        },
+    }
     found = await hub.post("/giftcards/_search", json=search, headers=headers)
     assert found.status_code == 200, found.text
     assert [card["id"] for card in found.json()] == [card_id]
@@ -37,8 +45,9 @@ async def test_checkout_settle_and_cancel_as_the_hub_does(
     assert found.headers["Cache-Control"] == "no-store"
 
     # 2. The shopper picks it: GET by id (with the Hub's cache-buster).
-    card = await hub.get(f"/giftcards/{card_id}", params={"ts": "639091131481342036"},
-                         headers=headers)  # fmt: skip
+    card = await hub.get(
+        f"/giftcards/{card_id}", params={"ts": "639091131481342036"}, headers=headers
+    )
     assert card.status_code == 200, card.text
     body = card.json()
     assert body["id"] == card_id and body["balance"] == 100 and body["currencyCode"] == "BRL"
@@ -47,8 +56,9 @@ async def test_checkout_settle_and_cancel_as_the_hub_does(
     assert body["transactions"]["href"] == f"/giftcard/giftcards/{card_id}/transactions"
 
     # 3. The order is placed: a Debit of 31.90 holds the money.
-    created = await hub.post(f"/giftcards/{card_id}/transactions", json=debit(issued, 31.9),
-                             headers=headers)  # fmt: skip
+    created = await hub.post(
+        f"/giftcards/{card_id}/transactions", json=debit(issued, 31.9), headers=headers
+    )
     assert created.status_code == 200, created.text
     transaction_id = created.json()["id"]
     assert created.json()["cardId"] == card_id
@@ -67,29 +77,35 @@ async def test_checkout_settle_and_cancel_as_the_hub_does(
     for part in (20.0, 11.9):
         settled = await _sum(hub, f"{url}/settlements", headers)
         assert settled < 31.9
-        response = await hub.post(f"{url}/settlements",
-                                  json={"value": part, "requestId": f"settle-{part}"},
-                                  headers=headers)  # fmt: skip
+        response = await hub.post(
+            f"{url}/settlements",
+            json={"value": part, "requestId": f"settle-{part}"},
+            headers=headers,
+        )
         assert response.status_code == 200, response.text
         assert response.json()["value"] == part and response.json()["oid"]
     assert await _sum(hub, f"{url}/settlements", headers) == 31.9
     # Fully settled: the Hub would not POST again; if it did, it is refused.
-    over = await hub.post(f"{url}/settlements", json={"value": 0.01, "requestId": "late"},
-                          headers=headers)  # fmt: skip
+    over = await hub.post(
+        f"{url}/settlements", json={"value": 0.01, "requestId": "late"}, headers=headers
+    )
     assert over.status_code == 422 and over.json()["code"] == "exceeds-held-amount"
 
     # 5. A refund, as the Hub: GET the cancellations, POST the remainder, in two parts.
     assert await _sum(hub, f"{url}/cancellations", headers) == 0
-    first = await hub.post(f"{url}/cancellations", json={"value": 10, "requestId": "c1"},
-                           headers=headers)  # fmt: skip
+    first = await hub.post(
+        f"{url}/cancellations", json={"value": 10, "requestId": "c1"}, headers=headers
+    )
     assert first.status_code == 200, first.text
     remainder = round(31.9 - await _sum(hub, f"{url}/cancellations", headers), 2)
-    second = await hub.post(f"{url}/cancellations", json={"value": remainder, "requestId": "c2"},
-                            headers=headers)  # fmt: skip
+    second = await hub.post(
+        f"{url}/cancellations", json={"value": remainder, "requestId": "c2"}, headers=headers
+    )
     assert second.status_code == 200, second.text
     assert await _sum(hub, f"{url}/cancellations", headers) == 31.9
-    over = await hub.post(f"{url}/cancellations", json={"value": 0.01, "requestId": "c3"},
-                          headers=headers)  # fmt: skip
+    over = await hub.post(
+        f"{url}/cancellations", json={"value": 0.01, "requestId": "c3"}, headers=headers
+    )
     assert over.status_code == 422 and over.json()["code"] == "exceeds-cancellable-amount"
 
     final = await hub.get(f"/giftcards/{card_id}", headers=headers)
@@ -103,24 +119,28 @@ async def test_cancelling_before_settlement_releases_the_hold(
 ) -> None:
     issued = await issue_card("50")
     card_id = issued.card.card_id
-    created = await hub.post(f"/giftcards/{card_id}/transactions", json=debit(issued, 40),
-                             headers=headers)  # fmt: skip
+    created = await hub.post(
+        f"/giftcards/{card_id}/transactions", json=debit(issued, 40), headers=headers
+    )
     url = f"/giftcards/{card_id}/transactions/{created.json()['id']}"
     assert (await ledger_of(services, card_id))["held"] == 4000
 
     # Settle part of it, then cancel: the rest of the hold is released first, then refunded.
     await hub.post(f"{url}/settlements", json={"value": 15, "requestId": "s"}, headers=headers)
-    released = await hub.post(f"{url}/cancellations", json={"value": 25, "requestId": "r"},
-                              headers=headers)  # fmt: skip
+    released = await hub.post(
+        f"{url}/cancellations", json={"value": 25, "requestId": "r"}, headers=headers
+    )
     assert released.status_code == 200
     totals = await ledger_of(services, card_id)
     assert totals["held"] == 0 and totals["available"] == 1000 + 2500
     # Nothing held is left to settle.
-    refused = await hub.post(f"{url}/settlements", json={"value": 1, "requestId": "s2"},
-                             headers=headers)  # fmt: skip
+    refused = await hub.post(
+        f"{url}/settlements", json={"value": 1, "requestId": "s2"}, headers=headers
+    )
     assert refused.status_code == 422
-    refunded = await hub.post(f"{url}/cancellations", json={"value": 15, "requestId": "f"},
-                              headers=headers)  # fmt: skip
+    refunded = await hub.post(
+        f"{url}/cancellations", json={"value": 15, "requestId": "f"}, headers=headers
+    )
     assert refunded.status_code == 200
     totals = await ledger_of(services, card_id)
     assert totals == {"available": 5000, "held": 0, "ledger_available": 5000, "ledger_held": 0}
@@ -131,12 +151,19 @@ async def test_a_card_created_by_the_hub_starts_at_zero_and_is_loaded_by_a_credi
 ) -> None:
     created = await hub.post(
         "/giftcards",
-        json={"relationName": "loyalty-program", "caption": "Loyalty program",
-              "restrictedToOwner": True, "multipleRedemptions": True, "multipleCredits": True,
-              "profileId": "92de2249-0e02-4ca9-a4aa-a09cc9d8f7ff", "currencyCode": "USD",
-              "emissionDate": "2026-08-01T13:15:30Z", "expiringDate": "2036-09-01T13:15:30"},
+        json={
+            "relationName": "loyalty-program",
+            "caption": "Loyalty program",
+            "restrictedToOwner": True,
+            "multipleRedemptions": True,
+            "multipleCredits": True,
+            "profileId": "92de2249-0e02-4ca9-a4aa-a09cc9d8f7ff",
+            "currencyCode": "USD",
+            "emissionDate": "2026-08-01T13:15:30Z",
+            "expiringDate": "2036-09-01T13:15:30",
+        },
         headers=headers,
-    )  # fmt: skip
+    )
     assert created.status_code == 200, created.text
     card = created.json()
     assert card["balance"] == 0 and card["currencyCode"] == "USD"
@@ -148,9 +175,14 @@ async def test_a_card_created_by_the_hub_starts_at_zero_and_is_loaded_by_a_credi
     empty = await hub.post("/giftcards/_search", json=search, headers=headers)
     assert empty.json() == [] and empty.headers["REST-Content-Range"] == "resources 0-0/0"
 
-    credit = {"operation": "Credit", "value": 25.5, "description": "loyalty points",
-              "redemptionToken": card["redemptionToken"], "redemptionCode": None,
-              "requestId": "load-1"}  # fmt: skip
+    credit = {
+        "operation": "Credit",
+        "value": 25.5,
+        "description": "loyalty points",
+        "redemptionToken": card["redemptionToken"],
+        "redemptionCode": None,
+        "requestId": "load-1",
+    }
     loaded = await hub.post(f"/giftcards/{card['id']}/transactions", json=credit, headers=headers)
     assert loaded.status_code == 200, loaded.text
     settlements = await hub.get(
@@ -161,7 +193,12 @@ async def test_a_card_created_by_the_hub_starts_at_zero_and_is_loaded_by_a_credi
     assert [(item["id"], item["balance"]) for item in found.json()] == [(card["id"], 25.5)]
     # The voucher is also found by its code, typed in any case and without dashes.
     typed = card["redemptionCode"].replace("-", "").lower()
-    by_code = await hub.post("/giftcards/_search", headers=headers,
-                             json={"client": {"email": "92de2249-0e02-4ca9-a4aa-a09cc9d8f7ff"},
-                                   "cart": {"redemptionCode": typed}})  # fmt: skip
+    by_code = await hub.post(
+        "/giftcards/_search",
+        headers=headers,
+        json={
+            "client": {"email": "92de2249-0e02-4ca9-a4aa-a09cc9d8f7ff"},
+            "cart": {"redemptionCode": typed},
+        },
+    )
     assert [item["id"] for item in by_code.json()] == [card["id"]]

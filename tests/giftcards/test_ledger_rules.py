@@ -42,9 +42,12 @@ async def test_a_repeated_debit_answers_the_first_and_moves_money_once(
 
 @pytest.mark.parametrize("kind", ["settlements", "cancellations"])
 async def test_a_repeated_settlement_or_cancellation_answers_the_first(
-    hub: httpx.AsyncClient, headers: dict[str, str], issue_card: IssueCard, services: Services,
+    hub: httpx.AsyncClient,
+    headers: dict[str, str],
+    issue_card: IssueCard,
+    services: Services,
     kind: str,
-) -> None:  # fmt: skip
+) -> None:
     issued = await issue_card("100")
     card = issued.card.card_id
     created = await _post(hub, f"/giftcards/{card}/transactions", debit(issued, 40), headers)
@@ -63,13 +66,23 @@ async def test_a_repeated_settlement_or_cancellation_answers_the_first(
 
 @pytest.mark.parametrize(
     ("value", "code"),
-    [(0, "invalid-request"), (-5, "invalid-request"), (1.005, "invalid-amount"),
-     (10**14, "invalid-amount"), ("NaN", "invalid-request"), ("ten", "invalid-request")],
-)  # fmt: skip
+    [
+        (0, "invalid-request"),
+        (-5, "invalid-request"),
+        (1.005, "invalid-amount"),
+        (10**14, "invalid-amount"),
+        ("NaN", "invalid-request"),
+        ("ten", "invalid-request"),
+    ],
+)
 async def test_bad_amounts_are_a_400_and_change_nothing(
-    hub: httpx.AsyncClient, headers: dict[str, str], issue_card: IssueCard, services: Services,
-    value: Any, code: str,
-) -> None:  # fmt: skip
+    hub: httpx.AsyncClient,
+    headers: dict[str, str],
+    issue_card: IssueCard,
+    services: Services,
+    value: Any,
+    code: str,
+) -> None:
     issued = await issue_card("100")
     card = issued.card.card_id
     response = await _post(hub, f"/giftcards/{card}/transactions", debit(issued, value), headers)
@@ -89,8 +102,11 @@ async def test_more_than_the_balance_is_refused_and_changes_nothing(
     exact = await _post(hub, f"/giftcards/{card}/transactions", debit(issued, 20), headers)
     assert exact.status_code == 200
     assert await ledger_of(services, card) == {
-        "available": 0, "held": 2_000, "ledger_available": 0, "ledger_held": 2_000
-    }  # fmt: skip
+        "available": 0,
+        "held": 2_000,
+        "ledger_available": 0,
+        "ledger_held": 2_000,
+    }
 
 
 async def test_unknown_cards_and_transactions_are_404(
@@ -122,9 +138,10 @@ async def test_blocked_and_expired_cards_refuse_new_debits_but_settle_old_ones(
     await services.giftcards.set_blocked(card, False, "ops", "found")
     async with services.database.writer() as session:
         await session.execute(
-            update(GiftCard).where(GiftCard.card_id == card)
+            update(GiftCard)
+            .where(GiftCard.card_id == card)
             .values(expiring_date=utcnow() - timedelta(seconds=1))
-        )  # fmt: skip
+        )
     expired = await _post(hub, f"/giftcards/{card}/transactions", debit(issued, 10), headers)
     assert expired.status_code == 422 and expired.json()["code"] == "card-expired"
     assert (await hub.get(f"/giftcards/{card}", headers=headers)).json()["balance"] == 0
@@ -146,8 +163,12 @@ async def test_the_card_must_be_named_by_its_token_or_full_code(
         assert response.status_code == 422 and response.json()["code"] == "redemption-mismatch"
     by_code = debit(issued, 1, redemptionToken=None, redemptionCode=issued.redemption_code)
     assert (await _post(hub, url, by_code, headers)).status_code == 200
-    wrong_credit = {"operation": "Credit", "value": 1, "requestId": "c",
-                    "redemptionToken": "not-this-card"}  # fmt: skip
+    wrong_credit = {
+        "operation": "Credit",
+        "value": 1,
+        "requestId": "c",
+        "redemptionToken": "not-this-card",
+    }
     assert (await _post(hub, url, wrong_credit, headers)).status_code == 422
 
 
@@ -183,8 +204,12 @@ async def test_credits_recharge_and_can_be_taken_back_while_unspent(
     issued = await issue_card("0")
     card = issued.card.card_id
     url = f"/giftcards/{card}/transactions"
-    credit = {"operation": "credit", "value": 50, "requestId": "load",
-              "redemptionToken": issued.card.redemption_token}  # fmt: skip
+    credit = {
+        "operation": "credit",
+        "value": 50,
+        "requestId": "load",
+        "redemptionToken": issued.card.redemption_token,
+    }
     loaded = await _post(hub, url, credit, headers)
     assert loaded.status_code == 200
     detail = (await hub.get(f"{url}/{loaded.json()['id']}", headers=headers)).json()
@@ -194,15 +219,16 @@ async def test_credits_recharge_and_can_be_taken_back_while_unspent(
     assert settle.status_code == 422 and settle.json()["code"] == "nothing-to-settle"
 
     await _post(hub, url, debit(issued, 40), headers)  # spends 40 of the 50
-    back = await _post(hub, f"{credit_url}/cancellations", {"value": 20, "requestId": "r"},
-                       headers)  # fmt: skip
+    back = await _post(hub, f"{credit_url}/cancellations", {"value": 20, "requestId": "r"}, headers)
     assert back.status_code == 422 and back.json()["code"] == "insufficient-balance"
-    back = await _post(hub, f"{credit_url}/cancellations", {"value": 10, "requestId": "r"},
-                       headers)  # fmt: skip
+    back = await _post(hub, f"{credit_url}/cancellations", {"value": 10, "requestId": "r"}, headers)
     assert back.status_code == 200
     assert await ledger_of(services, card) == {
-        "available": 0, "held": 4_000, "ledger_available": 0, "ledger_held": 4_000
-    }  # fmt: skip
+        "available": 0,
+        "held": 4_000,
+        "ledger_available": 0,
+        "ledger_held": 4_000,
+    }
 
 
 async def test_a_single_load_card_takes_one_credit(
@@ -235,16 +261,24 @@ async def test_an_expired_hold_is_released_as_a_cancellation_once(
     refused = await _post(hub, f"{url}/settlements", {"value": 1, "requestId": "late"}, headers)
     assert refused.status_code == 422
     assert await ledger_of(services, card) == {
-        "available": 7_500, "held": 0, "ledger_available": 7_500, "ledger_held": 0
-    }  # fmt: skip
+        "available": 7_500,
+        "held": 0,
+        "ledger_available": 7_500,
+        "ledger_held": 0,
+    }
 
 
 @pytest.mark.parametrize(
     "settings_overrides",
-    [{"run_background_workers": True, "giftcard_hold_seconds": 1,
-      "giftcard_expiry_poll_seconds": 0.1}],
+    [
+        {
+            "run_background_workers": True,
+            "giftcard_hold_seconds": 1,
+            "giftcard_expiry_poll_seconds": 0.1,
+        }
+    ],
     indirect=True,
-)  # fmt: skip
+)
 async def test_the_background_worker_releases_expired_holds(
     hub: httpx.AsyncClient, headers: dict[str, str], issue_card: IssueCard, services: Services
 ) -> None:
@@ -256,5 +290,8 @@ async def test_the_background_worker_releases_expired_holds(
             break
         await asyncio.sleep(0.1)
     assert await ledger_of(services, card) == {
-        "available": 10_000, "held": 0, "ledger_available": 10_000, "ledger_held": 0
-    }  # fmt: skip
+        "available": 10_000,
+        "held": 0,
+        "ledger_available": 10_000,
+        "ledger_held": 0,
+    }

@@ -48,17 +48,15 @@ async def test_fifty_debits_at_a_card_that_can_pay_ten(
     statuses = [r.status_code for r in responses]
     assert statuses.count(200) == 10, statuses
     assert statuses.count(422) == 40, statuses
-    assert {r.json()["code"] for r in responses if r.status_code == 422} == {
-        "insufficient-balance"
-    }
+    assert {r.json()["code"] for r in responses if r.status_code == 422} == {"insufficient-balance"}
     totals = await ledger_of(services, card_id)
     assert totals == {"available": 0, "held": 10_000, "ledger_available": 0, "ledger_held": 10_000}
     async with services.database.reader() as session:
         holds = await session.scalar(
-            select(func.count()).select_from(GiftCardTransaction).where(
-                GiftCardTransaction.operation == "Debit"
-            )
-        )  # fmt: skip
+            select(func.count())
+            .select_from(GiftCardTransaction)
+            .where(GiftCardTransaction.operation == "Debit")
+        )
     assert holds == 10
 
 
@@ -114,8 +112,11 @@ async def test_settlements_and_cancellations_racing_never_exceed_the_hold(
         )
         operations = list(await session.scalars(select(GiftCardOperation)))
     assert transaction is not None
-    settled_minor = sum(o.amount_minor for o in operations if o.kind == "settlement"
-                        and o.transaction_pk == transaction.id)  # fmt: skip
+    settled_minor = sum(
+        o.amount_minor
+        for o in operations
+        if o.kind == "settlement" and o.transaction_pk == transaction.id
+    )
     cancelled_minor = sum(o.amount_minor for o in operations if o.kind == "cancellation")
     assert settled_minor == transaction.settled_minor
     assert cancelled_minor == transaction.released_minor + transaction.refunded_minor
