@@ -103,6 +103,21 @@ class GiftCardRepository:
             .values(status=status, status_reason=reason, updated_at=utcnow())
         )
 
+    async def owner_batch(self, after: uuid.UUID, limit: int) -> list[tuple[uuid.UUID, bytes]]:
+        """Encrypted owners in primary-key order, for key rotation."""
+        rows = await self._session.execute(
+            select(GiftCard.id, GiftCard.owner)
+            .where(GiftCard.id > after, GiftCard.owner.is_not(None))
+            .order_by(GiftCard.id)
+            .limit(limit)
+        )
+        return [(pk, blob) for pk, blob in rows if blob is not None]
+
+    async def set_owner(self, card_pk: uuid.UUID, blob: bytes) -> None:
+        await self._session.execute(
+            update(GiftCard).where(GiftCard.id == card_pk).values(owner=blob)
+        )
+
     # ------------------------------------------------------------------------- money
 
     async def hold(self, card_pk: uuid.UUID, amount: int) -> bool:

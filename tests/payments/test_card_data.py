@@ -129,18 +129,25 @@ async def test_key_rotation_reencrypts_every_row(
     from cryptography.fernet import Fernet
     from pydantic import SecretStr
 
+    from connector.giftcards.cards import IssueOrder
     from connector.keys import reencrypt_personal_data
 
     for _ in range(3):
         await client.post("/payments", json=payloads.create_payment(), headers=merchant.headers)
+    found = await services.merchants.by_name(merchant.name)
+    assert found is not None
+    await services.giftcards.issue(found, IssueOrder(profile_id="ana@example.com"))
     new_key = SecretStr(Fernet.generate_key().decode())
     both = FieldCipher([new_key, *services.settings.encryption_keys])
-    assert await reencrypt_personal_data(services.database, both) == 3
+    assert await reencrypt_personal_data(services.database, both) == 4
     only_new = FieldCipher([new_key])
     async with services.database.reader() as session:
         blobs = (await session.execute(text("SELECT personal_data FROM payments"))).scalars()
         emails = {only_new.decrypt_json(bytes(blob))["buyer"]["email"] for blob in blobs}
+        owners = (await session.execute(text("SELECT owner FROM giftcards"))).scalars()
+        owner_names = {only_new.decrypt_json(bytes(blob)) for blob in owners}
     assert emails == {"john.doe@example.com"}
+    assert owner_names == {"ana@example.com"}
 
 
 def test_callback_urls_with_their_signature_are_not_logged_by_httpx():
