@@ -23,6 +23,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@echo "CONNECTOR_WEBHOOK_SECRET=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))')" >> .env
 	@echo "CONNECTOR_REDIRECT_PAYMENT_METHODS=RedirectPay" >> .env
 	@echo "CONNECTOR_PAYMENT_METHODS=Visa,Mastercard,American Express,Elo,BankInvoice,Pix,RedirectPay" >> .env
+	@echo "CONNECTOR_BLIND_INDEX_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env
+	@echo "CONNECTOR_ADMIN_TOKEN=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env
 	@echo "wrote .env with a new encryption key"
 
 run: install .env

@@ -23,6 +23,7 @@ from tests.conftest import ENCRYPTION_KEY, MerchantCredentials
 from tests.giftcards.conftest import debit, hub_headers
 
 ADMIN_TOKEN = "s3cret-admin-token-for-tests"
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Operator": "ana@provider.example"}
 
 
@@ -261,3 +262,16 @@ async def test_the_cli_issues_one_card_and_releases_expired_holds(
     code, out, _ = await run(capsys, "giftcards", "expire-holds")
     assert code == 0 and out.strip() == "released 1 expired holds"
     assert (await services.giftcards.report(card["id"])).card.held_minor == 0
+
+
+async def test_the_readme_csv_example_issues_cards(
+    environment: Path, capsys: pytest.CaptureFixture[str], merchant: MerchantCredentials
+) -> None:
+    example = README.split("```csv\n", 1)[1].split("```", 1)[0]
+    source = environment / "cards.csv"
+    source.write_text(example)
+    code, out, err = await run(
+        capsys, "giftcards", "issue", "--merchant", merchant.name, "--csv", str(source)
+    )
+    assert code == 0, err
+    assert [(c["available"], c["currency"]) for c in json.loads(out)] == [(25, "BRL"), (10, "USD")]
