@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -74,3 +76,16 @@ def two_servers(
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+async def fire(
+    urls: list[str], path: str, bodies: Sequence[dict[str, Any]], headers: dict[str, str]
+) -> list[httpx.Response]:
+    """POST every body at once, spread over the servers in turn."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await asyncio.gather(
+            *(
+                http.post(f"{urls[i % len(urls)]}{path}", json=body, headers=headers)
+                for i, body in enumerate(bodies)
+            )
+        )

@@ -15,6 +15,7 @@ from connector.app import Services
 from connector.db.tables import GiftCardOperation, GiftCardTransaction
 from tests.conftest import MerchantCredentials
 from tests.giftcards.conftest import IssueCard, debit, hub_headers, ledger_of
+from tests.servers import fire
 
 pytestmark = pytest.mark.slow
 
@@ -22,13 +23,7 @@ pytestmark = pytest.mark.slow
 async def _fire(
     urls: list[str], path: str, bodies: list[dict[str, Any]], headers: dict[str, str]
 ) -> list[httpx.Response]:
-    async with httpx.AsyncClient(timeout=30) as http:
-        return await asyncio.gather(
-            *(
-                http.post(f"{urls[i % len(urls)]}/giftcard{path}", json=body, headers=headers)
-                for i, body in enumerate(bodies)
-            )
-        )
+    return await fire(urls, f"/giftcard{path}", bodies, headers)
 
 
 async def test_fifty_debits_at_a_card_that_can_pay_ten(

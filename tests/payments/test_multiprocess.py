@@ -3,8 +3,6 @@ the same requests at the same moment, as VTEX's retries behind a load balancer w
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 from sqlalchemy import func, select
@@ -13,6 +11,7 @@ from connector.app import Services
 from connector.db.tables import Payment, SandboxAcquirerCall
 from tests import payloads
 from tests.conftest import MerchantCredentials
+from tests.servers import fire
 
 pytestmark = pytest.mark.slow
 
@@ -20,15 +19,7 @@ pytestmark = pytest.mark.slow
 async def _fire(
     urls: list[str], path: str, bodies: list[dict[str, object]], headers: dict[str, str]
 ) -> list[httpx.Response]:
-    async with httpx.AsyncClient(timeout=20) as http:
-        return await asyncio.gather(
-            *(
-                http.post(
-                    f"{urls[i % len(urls)]}/payment-provider{path}", json=body, headers=headers
-                )
-                for i, body in enumerate(bodies)
-            )
-        )
+    return await fire(urls, f"/payment-provider{path}", bodies, headers)
 
 
 async def test_twenty_identical_payments_on_two_processes_authorize_once(
