@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, false, func, or_, select, update
+from sqlalchemy import and_, case, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -273,7 +273,20 @@ class GiftCardRepository:
                 GiftCardTransaction.settled_minor + GiftCardTransaction.released_minor + amount
                 <= GiftCardTransaction.amount_minor,
             )
-            .values(settled_minor=GiftCardTransaction.settled_minor + amount)
+            .values(
+                settled_minor=GiftCardTransaction.settled_minor + amount,
+                # Nothing left to hold: off the expiry poll's range for good.
+                hold_expires_at=case(
+                    (
+                        GiftCardTransaction.settled_minor
+                        + GiftCardTransaction.released_minor
+                        + amount
+                        == GiftCardTransaction.amount_minor,
+                        None,
+                    ),
+                    else_=GiftCardTransaction.hold_expires_at,
+                ),
+            )
         )
         return _changed(result)
 

@@ -569,23 +569,8 @@ def slow_core_problems(row: SlowCoreRow, answers: list[Answer], limit: float) ->
 # ----------------------------------------------------------------------------- output
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]], text: int) -> str:
-    """A plain-text table; the first `text` columns are left-aligned, the rest right-aligned."""
-    cells = [[str(value) for value in row] for row in rows]
-    widths = [max(len(header), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            value.ljust(width) if index < text else value.rjust(width)
-            for index, (value, width) in enumerate(zip(values, widths, strict=True))
-        ).rstrip()
-
-    header = line(headers)
-    return "\n".join([header, "-" * len(header), *(line(row) for row in cells)])
-
-
 def throughput_table(rows: Sequence[ThroughputRow]) -> str:
-    return render_table(
+    return base.render_table(
         ("database", "mode", "conc", "requests", "errors", "req/s")
         + ("p50 ms", "p95 ms", "p99 ms", "max ms"),
         [
@@ -599,7 +584,7 @@ def throughput_table(rows: Sequence[ThroughputRow]) -> str:
 
 def slow_core_tables(rows: Sequence[SlowCoreRow]) -> str:
     margin = f"over {rows[0].budget_seconds + OVER_BUDGET_MARGIN_SECONDS:g} s"
-    answers = render_table(
+    answers = base.render_table(
         ("database", "burst", "budget s", "undefined", margin)
         + ("p50 ms", "p95 ms", "p99 ms", "max ms"),
         [
@@ -609,7 +594,7 @@ def slow_core_tables(rows: Sequence[SlowCoreRow]) -> str:
         ],
         text=1,
     )
-    callbacks = render_table(
+    callbacks = base.render_table(
         ("database", "burst", "called back", "duplicates", "p50 ms", "p99 ms", "max ms")
         + ("at the core",),
         [

@@ -219,7 +219,10 @@ def log_tail(log_path: Path, lines: int = 30) -> str:
         return "(no server log)"
 
 
-def wait_until_live(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+def wait_until_live(
+    process: subprocess.Popen[bytes], base_url: str, log_path: Path, path: str = "/health/live"
+) -> None:
+    """Until `path` answers 200 (`/health/ready`: the server also sees the migrated schema)."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     last_problem = "no answer yet"
     with httpx.Client(base_url=base_url, timeout=2.0) as client:
@@ -230,7 +233,7 @@ def wait_until_live(process: subprocess.Popen[bytes], base_url: str, log_path: P
                     f"{log_tail(log_path)}"
                 )
             try:
-                response = client.get("/health/live")
+                response = client.get(path)
                 if response.status_code == 200:
                     return
                 last_problem = f"HTTP {response.status_code}: {response.text[:200]}"
@@ -238,7 +241,7 @@ def wait_until_live(process: subprocess.Popen[bytes], base_url: str, log_path: P
                 last_problem = repr(error)
             time.sleep(0.1)
     raise BenchmarkError(
-        f"server not live after {STARTUP_TIMEOUT_SECONDS:.0f} s ({last_problem}):\n"
+        f"server not up ({path}) after {STARTUP_TIMEOUT_SECONDS:.0f} s ({last_problem}):\n"
         f"{log_tail(log_path)}"
     )
 
@@ -466,6 +469,21 @@ COLUMNS = (
     ("max ms", "{:>8}"),
     ("RSS MiB", "{:>8}"),
 )
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]], text: int) -> str:
+    """A plain-text table; the first `text` columns are left-aligned, the rest right-aligned."""
+    cells = [[str(value) for value in row] for row in rows]
+    widths = [max(len(header), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            value.ljust(width) if index < text else value.rjust(width)
+            for index, (value, width) in enumerate(zip(values, widths, strict=True))
+        ).rstrip()
+
+    header = line(headers)
+    return "\n".join([header, "-" * len(header), *(line(row) for row in cells)])
 
 
 def table_row(result: Result) -> str:

@@ -64,7 +64,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("code_digest", name=op.f("uq_giftcards_code_digest")),
     )
     with op.batch_alter_table("giftcards", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_giftcards_merchant_id"), ["merchant_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_giftcards_owner_digest"), ["owner_digest"], unique=False
         )
@@ -195,6 +194,5 @@ def downgrade() -> None:
     op.drop_table("giftcard_transactions")
     with op.batch_alter_table("giftcards", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_giftcards_owner_digest"))
-        batch_op.drop_index(batch_op.f("ix_giftcards_merchant_id"))
 
     op.drop_table("giftcards")
