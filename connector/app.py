@@ -163,7 +163,10 @@ async def _connector_error(request: Request, exc: Exception) -> Response:
         return Response(status_code=exc.http_status)
     if exc.http_status >= 500:
         log.error("%s %s failed: %r", request.method, request.url.path, exc)
-    return _error(exc.http_status, exc.code, exc.message)
+    response = _error(exc.http_status, exc.code, exc.message)
+    if request.url.path.startswith(GIFTCARD_PREFIX + "/"):
+        response.headers["Cache-Control"] = "no-store"  # as the protocol's answers
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -22,18 +22,27 @@ RequestId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00
 
 def format_date(moment: datetime) -> str:
     """UTC, milliseconds, `Z`: `2026-11-28T09:18:37.123Z` (VTEX shows `.fff` precision)."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = moment.astimezone(UTC)
+    # Not strftime: its %Y does not pad years before 1000 on every platform.
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_date(value: Any) -> Any:
-    """ISO 8601 with or without a zone (VTEX omits it; a missing zone means UTC)."""
+    """ISO 8601 with or without a zone (VTEX omits it; a missing zone means UTC), as UTC."""
     if isinstance(value, str):
         text = value.strip()
         if not text:
             return None
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as error:  # 0001-01-01T00:00+05:00 is before year 1 in UTC
+            raise ValueError("date is out of range once converted to UTC") from error
     return value
 
 
@@ -163,7 +172,7 @@ class CreatedCard(BaseModel):
 
 
 class OrderInfo(_Lenient):
-    order_id: NullableStr = Field(default=None, alias="orderId")
+    order_id: NullableStr = Field(default=None, alias="orderId", max_length=200)
     sequence: int | str | None = None
     client_profile: dict[str, Any] | None = Field(default=None, alias="clientProfile")
 

@@ -20,10 +20,18 @@ def exponent(currency: str) -> int:
     return _EXPONENTS.get(currency.upper(), 2)
 
 
+# No amount has this many digits before the point; checked before any arithmetic, because
+# `1e999999` is a valid JSON number whose integer value takes seconds to build.
+MAX_INTEGER_DIGITS = 18
+
+
 def to_minor(amount: Decimal, currency: str) -> int:
-    """31.9 BRL -> 3190. Refuses negative amounts and more decimals than the currency has."""
+    """31.9 BRL -> 3190. Refuses negative amounts, more decimals than the currency has, and
+    amounts of more than 18 integer digits."""
     if not amount.is_finite() or amount < 0:
         raise InvalidAmount(f"amount must be a finite number >= 0, got {amount}")
+    if amount and amount.adjusted() >= MAX_INTEGER_DIGITS:
+        raise InvalidAmount(f"amount must have at most {MAX_INTEGER_DIGITS} integer digits")
     scaled = amount.scaleb(exponent(currency))
     if scaled != scaled.to_integral_value():
         raise InvalidAmount(

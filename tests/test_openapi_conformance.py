@@ -3,7 +3,8 @@
 ``test_openapi_document.py`` checks the document on its own (valid OpenAPI, agrees with VTEX's
 spec). This module checks the service against it:
 
-* the app serves the very document the file holds, and the document describes every route;
+* the app serves the very document the file holds, and the document describes every Payment
+  Provider route;
 * Schemathesis cases (explicit examples, coverage cases, positive and negative fuzzing) for every
   operation find no server error and no status, content type or body the document does not
   declare;
@@ -13,6 +14,10 @@ spec). This module checks the service against it:
   nothing, when the credentials are missing or wrong;
 * values a database cannot hold (amounts beyond int64 minor units, NUL characters, oversize
   strings), which fuzzing found as 500s, get a documented answer.
+
+The document also describes the Gift Card Provider Protocol, under another base path
+(``/giftcard``, a path-level ``servers`` entry): its operations are left out of every run here and
+checked the same way by ``tests/giftcards/test_openapi_giftcards.py``.
 
 Everything runs on SQLite and on PostgreSQL (see ``conftest.py``). The app is driven in-process:
 one event loop thread per test (an anyio blocking portal) runs the app's lifespan once and serves
@@ -75,8 +80,12 @@ OPERATIONS_WITH_TRANSIENT_500 = frozenset(
     {"settlePayment", "refundPayment", "cancelPayment", "cancelPaymentAlias"}
 )
 TRANSIENT_CODES = frozenset(
-    {"authorization-in-progress", "operation-in-progress", "acquirer-unavailable",
-     "acquirer-timeout"}
+    {
+        "authorization-in-progress",
+        "operation-in-progress",
+        "acquirer-unavailable",
+        "acquirer-timeout",
+    }
 )
 UNAUTHORIZED_CODES = frozenset({"missing-credentials", "unauthorized"})
 
@@ -129,10 +138,18 @@ def _config(mode: str) -> schemathesis.Config:
     )
 
 
-schema = schemathesis.openapi.from_path(OPENAPI_PATH, config=_config("all"))
+# The gift card operations live under /giftcard and have their own module.
+GIFTCARD_TAG = "Gift Card Provider Protocol"
+
+# The whole document, both protocols: what the app serves.
+document_schema = schemathesis.openapi.from_path(OPENAPI_PATH, config=_config("all"))
+# The Payment Provider Protocol's operations, the subject of this module.
+schema = document_schema.exclude(tag=GIFTCARD_TAG)
 # A separate instance for the stateful run: positive data only (a link is followed from a 200),
 # and its own hooks.
-stateful_schema = schemathesis.openapi.from_path(OPENAPI_PATH, config=_config("positive"))
+stateful_schema = schemathesis.openapi.from_path(OPENAPI_PATH, config=_config("positive")).exclude(
+    tag=GIFTCARD_TAG
+)
 
 
 # ----------------------------------------------------------------------------- generation hooks
@@ -214,9 +231,7 @@ class InProcessApi:
         response: httpx.Response = self.portal.call(call)
         return response
 
-    def send(
-        self, case: Case, headers: Mapping[str, str] | None = None
-    ) -> httpx.Response:
+    def send(self, case: Case, headers: Mapping[str, str] | None = None) -> httpx.Response:
         """Send a Schemathesis case; `headers` (default: the merchant's credentials) are added."""
         extra = dict(self.merchant.headers if headers is None else headers)
         kwargs = case.as_transport_kwargs(base_url=BASE_URL, headers=extra)
@@ -229,8 +244,11 @@ class InProcessApi:
         elif kwargs.get("data") is not None:
             content["content"] = kwargs["data"]
         response = self.request(
-            kwargs["method"], url, params=kwargs.get("params"),
-            headers=dict(kwargs["headers"]), **content,
+            kwargs["method"],
+            url,
+            params=kwargs.get("params"),
+            headers=dict(kwargs["headers"]),
+            **content,
         )
         self._record(case, response)
         return response
@@ -266,7 +284,9 @@ def api(anyio_backend: str, database_url: str) -> Iterator[InProcessApi]:
         merchant = MerchantCredentials(issued.name, issued.app_key, issued.app_token)
         in_process = InProcessApi(portal, client, merchant)
         created = in_process.request(
-            "POST", BASE_URL + "/payments", headers=merchant.headers,
+            "POST",
+            BASE_URL + "/payments",
+            headers=merchant.headers,
             json=payloads.create_payment(paymentId=EXAMPLE_PAYMENT_ID, value=EXAMPLE_PAYMENT_VALUE),
         )
         assert created.status_code == 200, created.text
@@ -299,7 +319,7 @@ def _is_authenticated(operation: Operation) -> bool:
 
 def test_document_loads_and_the_app_serves_it(api: InProcessApi) -> None:
     document = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
-    assert schema.raw_schema == document
+    assert document_schema.raw_schema == schema.raw_schema == document
 
     served = api.request("GET", ORIGIN + "/openapi.json")
     assert served.status_code == 200
@@ -312,11 +332,20 @@ def test_document_loads_and_the_app_serves_it(api: InProcessApi) -> None:
 
     # What Schemathesis reads from the served document is what it reads from the file.
     from_app = schemathesis.openapi.from_dict(served.json(), config=_config("all"))
-    assert sorted(_operations(from_app)) == sorted(_operations(schema))
+    assert sorted(_operations(from_app)) == sorted(_operations(document_schema))
+    # This module's runs cover the Payment Provider Protocol only, all of it.
+    payment_operations = {
+        operation_id
+        for operation_id, operation in _operations(document_schema).items()
+        if GIFTCARD_TAG not in operation.definition.raw.get("tags", [])
+    }
+    assert sorted(_operations(schema)) == sorted(payment_operations)
+    assert sorted(_operations(stateful_schema)) == sorted(payment_operations)
 
 
 def test_document_describes_every_route() -> None:
-    """The Payment Provider routes and the documented operations are the same set."""
+    """The Payment Provider routes and the documented operations are the same set (the gift card
+    routes: ``tests/giftcards/test_openapi_giftcards.py``)."""
     app = create_app(make_settings("sqlite+aiosqlite:///:memory:"))  # the lifespan is not run
     (mount,) = [r for r in app.routes if isinstance(r, Mount) and r.path == PAYMENT_PROVIDER_PREFIX]
     served = {
@@ -330,6 +359,9 @@ def test_document_describes_every_route() -> None:
     }
     assert served == documented
     assert schema.declared_base_path().rstrip("/") == PAYMENT_PROVIDER_PREFIX
+    # No payment path overrides the global server.
+    for operation in _operations(schema).values():
+        assert operation.base_url.rstrip("/").endswith(PAYMENT_PROVIDER_PREFIX), operation.label
 
 
 # ----------------------------------------------------------------------------- stateless
@@ -379,8 +411,11 @@ def test_stateful_links(api: InProcessApi) -> None:
             return schemathesis.Response.from_any(api.send(case, headers={}))
 
         def validate_response(
-            self, response: schemathesis.Response, case: Case,
-            additional_checks: list[schemathesis.CheckFunction] | None = None, **kwargs: Any,
+            self,
+            response: schemathesis.Response,
+            case: Case,
+            additional_checks: list[schemathesis.CheckFunction] | None = None,
+            **kwargs: Any,
         ) -> None:
             case.validate_response(response, checks=CHECKS, recorder=self.recorder)
 
@@ -399,18 +434,23 @@ WRONG_CREDENTIALS: dict[str, Callable[[MerchantCredentials], dict[str, str]]] = 
     "none": lambda merchant: {},
     "empty": lambda merchant: {"X-VTEX-API-AppKey": "", "X-VTEX-API-AppToken": ""},
     "unknown key": lambda merchant: {
-        "X-VTEX-API-AppKey": "vtexappkey-unknown", "X-VTEX-API-AppToken": merchant.app_token,
+        "X-VTEX-API-AppKey": "vtexappkey-unknown",
+        "X-VTEX-API-AppToken": merchant.app_token,
     },
     "wrong token": lambda merchant: {
-        "X-VTEX-API-AppKey": merchant.app_key, "X-VTEX-API-AppToken": merchant.app_token + "x",
+        "X-VTEX-API-AppKey": merchant.app_key,
+        "X-VTEX-API-AppToken": merchant.app_token + "x",
     },
     "key only": lambda merchant: {"X-VTEX-API-AppKey": merchant.app_key},
     "token only": lambda merchant: {"X-VTEX-API-AppToken": merchant.app_token},
     "provider headers, wrong token": lambda merchant: {
-        "X-PROVIDER-API-AppKey": merchant.app_key, "X-PROVIDER-API-AppToken": "wrong",
+        "X-PROVIDER-API-AppKey": merchant.app_key,
+        "X-PROVIDER-API-AppToken": "wrong",
     },
     "test suite, empty credentials": lambda merchant: {
-        "X-VTEX-API-AppKey": "", "X-VTEX-API-AppToken": "", **payloads.TEST_SUITE,
+        "X-VTEX-API-AppKey": "",
+        "X-VTEX-API-AppToken": "",
+        **payloads.TEST_SUITE,
     },
 }
 
@@ -441,8 +481,13 @@ def _authenticated_request(operation: Operation, payment_id: str) -> Any:
 def test_unauthenticated_requests_answer_401(api: InProcessApi) -> None:
     authenticated = [op for op in _operations(schema).values() if _is_authenticated(op)]
     assert {_operation_id(op) for op in authenticated} == {
-        "createPayment", "settlePayment", "refundPayment", "cancelPayment", "cancelPaymentAlias",
-        "inboundRequest", "inboundRequestAlias",
+        "createPayment",
+        "settlePayment",
+        "refundPayment",
+        "cancelPayment",
+        "cancelPaymentAlias",
+        "inboundRequest",
+        "inboundRequestAlias",
     }
     new_payment_id = uuid.uuid4().hex.upper()
     for operation in authenticated:
@@ -461,16 +506,23 @@ def test_unauthenticated_requests_answer_401(api: InProcessApi) -> None:
         result: dict[str, Any] = answer.json()
         return result
 
-    assert authorized(
-        "POST", f"/payments/{new_payment_id}/settlements", payloads.settlement(new_payment_id, 1.0)
-    )["code"] == "payment-not-found"
+    assert (
+        authorized(
+            "POST",
+            f"/payments/{new_payment_id}/settlements",
+            payloads.settlement(new_payment_id, 1.0),
+        )["code"]
+        == "payment-not-found"
+    )
     settled = authorized(
-        "POST", f"/payments/{EXAMPLE_PAYMENT_ID}/settlements",
+        "POST",
+        f"/payments/{EXAMPLE_PAYMENT_ID}/settlements",
         payloads.settlement(EXAMPLE_PAYMENT_ID, EXAMPLE_PAYMENT_VALUE),
     )
     assert settled["settleId"] is not None and settled["value"] == EXAMPLE_PAYMENT_VALUE, settled
     refunded = authorized(
-        "POST", f"/payments/{EXAMPLE_PAYMENT_ID}/refunds",
+        "POST",
+        f"/payments/{EXAMPLE_PAYMENT_ID}/refunds",
         payloads.refund(EXAMPLE_PAYMENT_ID, EXAMPLE_PAYMENT_VALUE),
     )
     assert refunded["refundId"] is not None and refunded["value"] == EXAMPLE_PAYMENT_VALUE, refunded
@@ -491,8 +543,6 @@ def test_provider_headers_are_accepted(api: InProcessApi) -> None:
     assert response.json()["value"] == 1.0, response.text
 
 
-
-
 # ----------------------------------------------------------------------------- boundary values
 
 # What fuzzing found before the service refused it with 400 (commit c997104): each of these used
@@ -503,6 +553,10 @@ TOO_LONG = "x" * 201
 BOUNDARY_VALUES: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("createPayment", "value beyond int64 minor units", {"value": 1e17}, None),
     ("createPayment", "value 1e300", {"value": 1e300}, None),
+    # A decimal string beyond any decimal context: decimal.Overflow, or seconds of CPU to build
+    # the integer, before amounts were checked for their digits first.
+    ("createPayment", "value 1e10000000 as a string", {"value": "1e10000000"}, None),
+    ("createPayment", "value 1e999997 as a string", {"value": "1e999997"}, None),
     ("createPayment", "installments beyond int32", {"installments": 2**31}, None),
     ("createPayment", "NUL in paymentId", {"paymentId": "A\x00B"}, None),
     ("createPayment", "NUL in orderId", {"orderId": "\x00"}, None),
@@ -515,6 +569,7 @@ BOUNDARY_VALUES: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("createPayment", "card number of 300 digits", {"card": {"number": "4" * 300}}, None),
     ("settlePayment", "value beyond int64 minor units", {"value": 1e17}, None),
     ("settlePayment", "value 1e300", {"value": 1e300}, None),
+    ("settlePayment", "value 1e10000000 as a string", {"value": "1e10000000"}, None),
     ("settlePayment", "NUL in requestId", {"requestId": "\x00"}, None),
     ("settlePayment", "requestId of 201 characters", {"requestId": TOO_LONG}, None),
     ("settlePayment", "NUL in the path's paymentId", {"paymentId": None}, "A\x00B"),
@@ -530,8 +585,10 @@ BOUNDARY_VALUES: list[tuple[str, str, dict[str, Any], str | None]] = [
 
 @pytest.mark.parametrize(
     ("operation_id", "overrides", "path_payment_id"),
-    [pytest.param(op, overrides, path, id=f"{op}: {name}")
-     for op, name, overrides, path in BOUNDARY_VALUES],
+    [
+        pytest.param(op, overrides, path, id=f"{op}: {name}")
+        for op, name, overrides, path in BOUNDARY_VALUES
+    ],
 )
 def test_boundary_values_conform(
     api: InProcessApi, operation_id: str, overrides: dict[str, Any], path_payment_id: str | None

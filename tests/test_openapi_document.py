@@ -1,9 +1,12 @@
 """Static checks of ``openapi.yaml``.
 
-The document must be a valid OpenAPI 3.0 description of the service, agree with VTEX's official
-Payment Provider Protocol specification on every path the service serves (property names, JSON
-types, enums), and document the statuses the service returns. Nothing here imports the project:
-both documents are only read from disk.
+The document must be a valid OpenAPI 3.0 description of the service's two protocols, agree with
+VTEX's official specifications on every path the service serves (property names, JSON types,
+enums): the Payment Provider Protocol's (``payment-provider-protocol.json``) under the global
+server ``/payment-provider``, the Gift Card Provider Protocol's
+(``giftcard-provider-protocol.json``) under the path-level server ``/giftcard``; and it must
+document the statuses the service returns.
+Nothing here imports the project: the documents are only read from disk.
 """
 
 from __future__ import annotations
@@ -26,9 +29,97 @@ ROOT = Path(__file__).resolve().parents[1]
 OPENAPI_PATH = ROOT / "openapi.yaml"
 VTEX_SPECS_DIR = ROOT.parent / "shared" / "vtex-specs"
 VTEX_SPEC_PATH = VTEX_SPECS_DIR / "payment-provider-protocol.json"
+VTEX_GIFTCARD_SPEC_PATH = VTEX_SPECS_DIR / "giftcard-provider-protocol.json"
 
 PUBLIC_OPERATIONS = frozenset({"getManifest", "listPaymentMethods"})
 TEST_SUITE_HEADER = "x-vtex-api-is-testsuite"
+
+PAYMENT_OPERATION_IDS = frozenset(
+    {
+        "getManifest",
+        "listPaymentMethods",
+        "createPayment",
+        "settlePayment",
+        "refundPayment",
+        "cancelPayment",
+        "cancelPaymentAlias",
+        "inboundRequest",
+        "inboundRequestAlias",
+    }
+)
+
+# ----- Gift Card Provider Protocol: served under /giftcard, the Hub's own credentials.
+GIFTCARD_TAG = "Gift Card Provider Protocol"
+GIFTCARD_SERVER = "/giftcard"
+GIFTCARD_SECURITY = [{"GiftCardHubAppKey": [], "GiftCardHubAppToken": []}]
+VENDOR_JSON = "application/vnd.vtex.giftcards.v1+json"
+GIFTCARD_MEDIA_TYPES = ("application/json", VENDOR_JSON)
+# (our path, VTEX path, method, our operationId). VTEX names the transaction `{tId}` in its
+# settlement paths; it is the same id as our `{transactionId}`.
+_TRANSACTION = "/giftcards/{giftCardId}/transactions/{transactionId}"
+_VTEX_SETTLEMENTS = "/giftcards/{giftCardId}/transactions/{tId}/settlements"
+SERVED_VTEX_GIFTCARD_OPERATIONS = (
+    ("/giftcards/_search", "/giftcards/_search", "post", "searchGiftCards"),
+    ("/giftcards", "/giftcards", "post", "createGiftCard"),
+    ("/giftcards/{giftCardId}", "/giftcards/{giftCardId}", "get", "getGiftCard"),
+    (
+        "/giftcards/{giftCardId}/transactions",
+        "/giftcards/{giftCardId}/transactions",
+        "get",
+        "listGiftCardTransactions",
+    ),
+    (
+        "/giftcards/{giftCardId}/transactions",
+        "/giftcards/{giftCardId}/transactions",
+        "post",
+        "createGiftCardTransaction",
+    ),
+    (_TRANSACTION, _TRANSACTION, "get", "getGiftCardTransaction"),
+    (
+        _TRANSACTION + "/authorization",
+        _TRANSACTION + "/authorization",
+        "get",
+        "getGiftCardTransactionAuthorization",
+    ),
+    (_TRANSACTION + "/settlements", _VTEX_SETTLEMENTS, "get", "listGiftCardSettlements"),
+    (_TRANSACTION + "/settlements", _VTEX_SETTLEMENTS, "post", "settleGiftCardTransaction"),
+    (_TRANSACTION + "/cancellations", _TRANSACTION + "/cancellations", "get",
+     "listGiftCardCancellations"),
+    (_TRANSACTION + "/cancellations", _TRANSACTION + "/cancellations", "post",
+     "cancelGiftCardTransaction"),
+)  # fmt: skip
+GIFTCARD_OPERATION_IDS = frozenset(op for _, _, _, op in SERVED_VTEX_GIFTCARD_OPERATIONS)
+# Where a reused requestId (409) and a ledger refusal (422) can happen.
+GIFTCARD_MONEY_OPERATIONS = frozenset(
+    {"createGiftCardTransaction", "settleGiftCardTransaction", "cancelGiftCardTransaction"}
+)
+# Lists that grow without bound are paged: REST-Range in, REST-Content-Range out.
+GIFTCARD_PAGED_OPERATIONS = frozenset({"searchGiftCards", "listGiftCardTransactions"})
+
+# Request bodies VTEX has sent over the years that its current schema's examples do not show
+# (reference, B10): each must be accepted by our request schema. Key: our operationId.
+VTEX_GIFTCARD_REQUEST_VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "searchGiftCards": [
+        # Decimal totals, no redemption code, a B2B client.
+        {"client": {"id": "3b1abc17", "email": "email@domain.com", "document": "234235",
+                    "corporateDocument": "12345678000190"},
+         "cart": {"grandTotal": 182.5, "relationName": None, "redemptionCode": None,
+                  "discounts": 20.25, "shipping": 2, "taxes": 0, "items": [],
+                  "itemsTotal": 200.75}},
+        {"client": {"email": "email@domain.com"}, "cart": {}},
+    ],
+    "createGiftCardTransaction": [
+        # 2020's example: no redemption code, the order's sequence as a string.
+        {"operation": "Debit", "value": 254.98, "description": "Order v2915869org-02",
+         "redemptionToken": "b2dac6f2-f365-48cd-82a9-0b376a55557a", "redemptionCode": None,
+         "requestId": "v2915869org-02",
+         "orderInfo": {"orderId": "v2915869org-02", "sequence": "2915869",
+                       "clientProfile": {"email": "a@b.c", "documentType": "cpf"}}},
+        # A load through the Hub's API: no order, no code.
+        {"operation": "Credit", "value": 50, "description": "loyalty points",
+         "redemptionToken": "b2dac6f2-f365-48cd-82a9-0b376a55557a", "requestId": "load-1"},
+    ],
+}  # fmt: skip
 
 # (our path, VTEX path, method): every VTEX path we serve. The single-"l" cancellation alias is
 # compared with VTEX's "cancellations" operation, since it serves the same requests.
@@ -67,17 +158,26 @@ def openapi() -> dict[str, Any]:
     return _load_openapi()
 
 
-@pytest.fixture(scope="module")
-def vtex_spec() -> dict[str, Any]:
+def _load_vtex_spec(path: Path) -> dict[str, Any]:
     if not VTEX_SPECS_DIR.is_dir():
         reason = f"the shared VTEX specs folder {VTEX_SPECS_DIR} is absent"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason}; it is required when CI=true")
         pytest.skip(f"{reason}: cannot compare openapi.yaml with VTEX's specification")
-    assert VTEX_SPEC_PATH.is_file(), f"{VTEX_SPEC_PATH} is missing from {VTEX_SPECS_DIR}"
-    document = json.loads(VTEX_SPEC_PATH.read_text(encoding="utf-8"))
+    assert path.is_file(), f"{path} is missing from {VTEX_SPECS_DIR}"
+    document = json.loads(path.read_text(encoding="utf-8"))
     assert isinstance(document, dict)
     return document
+
+
+@pytest.fixture(scope="module")
+def vtex_spec() -> dict[str, Any]:
+    return _load_vtex_spec(VTEX_SPEC_PATH)
+
+
+@pytest.fixture(scope="module")
+def vtex_giftcard_spec() -> dict[str, Any]:
+    return _load_vtex_spec(VTEX_GIFTCARD_SPEC_PATH)
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,10 +188,27 @@ def _is_public(operation: dict[str, Any]) -> bool:
     return operation.get("operationId") in PUBLIC_OPERATIONS
 
 
+def _is_giftcard(operation: dict[str, Any]) -> bool:
+    return GIFTCARD_TAG in operation.get("tags", [])
+
+
+def _is_json_media_type(media_type: str) -> bool:
+    main, _, sub = media_type.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
 def _json_schema_of(media: dict[str, Any] | None) -> Any:
+    """The schema of `application/json`, else of the first `+json` media type (VTEX's gift card
+    requests are only described as `application/vnd.vtex.giftcards.v1+json`)."""
     if media is None:
         return None
-    return media.get("content", {}).get("application/json", {}).get("schema")
+    content = media.get("content", {})
+    if "application/json" in content:
+        return content["application/json"].get("schema")
+    for media_type, item in content.items():
+        if _is_json_media_type(media_type):
+            return item.get("schema")
+    return None
 
 
 def _request_schema(document: dict[str, Any], operation: dict[str, Any]) -> Any:
@@ -273,6 +390,7 @@ def test_openapi_yaml_is_a_valid_openapi_30_document(openapi: dict[str, Any]) ->
 
 
 def test_server_security_schemes_and_global_security(openapi: dict[str, Any]) -> None:
+    # The global server is the Payment Provider Protocol's; gift card paths override it.
     assert openapi["servers"] == [
         {"url": "/payment-provider", "description": openapi["servers"][0].get("description")}
     ]
@@ -282,6 +400,8 @@ def test_server_security_schemes_and_global_security(openapi: dict[str, Any]) ->
         "VtexAppToken": "X-VTEX-API-AppToken",
         "ProviderAppKey": "X-PROVIDER-API-AppKey",
         "ProviderAppToken": "X-PROVIDER-API-AppToken",
+        "GiftCardHubAppKey": "X-PROVIDER-API-AppKey",
+        "GiftCardHubAppToken": "X-PROVIDER-API-AppToken",
     }
     for name, header in expected_headers.items():
         scheme = schemes[name]
@@ -295,22 +415,21 @@ def test_server_security_schemes_and_global_security(openapi: dict[str, Any]) ->
 def test_operation_ids_are_unique_and_expected(openapi: dict[str, Any]) -> None:
     ids = [operation.get("operationId") for _, _, operation in walk.operations(openapi)]
     assert len(ids) == len(set(ids)), f"duplicate operationIds: {ids}"
-    assert set(ids) == {
-        "getManifest",
-        "listPaymentMethods",
-        "createPayment",
-        "settlePayment",
-        "refundPayment",
-        "cancelPayment",
-        "cancelPaymentAlias",
-        "inboundRequest",
-        "inboundRequestAlias",
-    }
+    assert set(ids) == PAYMENT_OPERATION_IDS | GIFTCARD_OPERATION_IDS
+    for _, _, operation in walk.operations(openapi):
+        # One protocol per operation, told by its tag.
+        expected_tag = (
+            GIFTCARD_TAG if operation["operationId"] in GIFTCARD_OPERATION_IDS else ("Payment Flow")
+        )
+        assert operation.get("tags") == [expected_tag], operation["operationId"]
 
 
 def test_documented_statuses(openapi: dict[str, Any]) -> None:
+    """The Payment Provider Protocol's operations (the gift card ones: the next test)."""
     problems: list[str] = []
     for path, method, operation in walk.operations(openapi):
+        if _is_giftcard(operation):
+            continue
         where = f"{method.upper()} {path}"
         statuses = set(operation.get("responses", {}))
         if _is_public(operation):
@@ -330,6 +449,153 @@ def test_documented_statuses(openapi: dict[str, Any]) -> None:
         header_names = {p["name"].lower() for p in walk.parameters(openapi, path, operation)}
         if TEST_SUITE_HEADER not in header_names:
             problems.append(f"{where}: X-VTEX-API-Is-TestSuite header is not documented")
+    assert not problems, "\n".join(problems)
+
+
+def test_documented_giftcard_statuses(openapi: dict[str, Any]) -> None:
+    """Every status a gift card route can answer, with its body: 401 and 403 empty (the Hub's
+    requirement), every other error the `Error` shape."""
+    problems: list[str] = []
+    checked = 0
+    for path, method, operation in walk.operations(openapi):
+        if not _is_giftcard(operation):
+            continue
+        checked += 1
+        where = f"{method.upper()} {path}"
+        responses = operation.get("responses", {})
+        if operation.get("security") != GIFTCARD_SECURITY:
+            problems.append(f"{where}: must require both Gift Card Hub credential headers")
+        required = {"200", "400", "401", "403", "500"}
+        if method == "post":
+            required.add("413")
+        if "{giftCardId}" in path:
+            required.add("404")
+        if operation["operationId"] in GIFTCARD_MONEY_OPERATIONS:
+            required |= {"409", "422"}
+        missing = sorted(required - set(responses))
+        if missing:
+            problems.append(f"{where}: missing responses {missing}")
+        unexpected = sorted(set(responses) - required)
+        if unexpected:
+            problems.append(f"{where}: responses the service never gives {unexpected}")
+        for status, response in responses.items():
+            resolved = walk.resolve(response, openapi)
+            if status in ("401", "403"):
+                if "content" in resolved:
+                    problems.append(f"{where} {status}: must have an empty body (no content)")
+                continue
+            content = resolved.get("content", {})
+            if list(content) != ["application/json"]:
+                problems.append(f"{where} {status}: answers application/json only, not {content}")
+                continue
+            schema = content["application/json"].get("schema", {})
+            if status != "200" and schema != {"$ref": "#/components/schemas/Error"}:
+                problems.append(f"{where} {status}: error answers have the Error body")
+        header_names = {p["name"].lower() for p in walk.parameters(openapi, path, operation)}
+        if TEST_SUITE_HEADER in header_names:
+            problems.append(f"{where}: the Payment Provider Test Suite header does not apply")
+    assert checked == len(GIFTCARD_OPERATION_IDS)
+    assert not problems, "\n".join(problems)
+
+
+def test_giftcard_paths_are_served_under_giftcard(openapi: dict[str, Any]) -> None:
+    """Every gift card path item overrides the global server with `/giftcard`; no payment path
+    does, and no path mixes the two protocols."""
+    problems: list[str] = []
+    for path, item in openapi["paths"].items():
+        operations = [item[m] for m in walk.HTTP_METHODS if m in item]
+        giftcard = {_is_giftcard(operation) for operation in operations}
+        if len(giftcard) != 1:
+            problems.append(f"{path}: mixes protocols")
+            continue
+        urls = [server.get("url") for server in item.get("servers", [])]
+        if giftcard == {True}:
+            if urls != [GIFTCARD_SERVER]:
+                problems.append(f"{path}: servers {urls}, expected [{GIFTCARD_SERVER!r}]")
+            if not path.startswith("/giftcards"):
+                problems.append(f"{path}: a gift card path outside /giftcards")
+            if any("servers" in operation for operation in operations):
+                problems.append(f"{path}: the server is set on the path item, not per operation")
+        elif urls:
+            problems.append(f"{path}: a payment path must use the global server, not {urls}")
+    served = {(path, method) for path, _, method, _ in SERVED_VTEX_GIFTCARD_OPERATIONS}
+    documented = {
+        (path, method)
+        for path, method, operation in walk.operations(openapi)
+        if _is_giftcard(operation)
+    }
+    assert documented == served
+    assert not problems, "\n".join(problems)
+
+
+def test_giftcard_request_bodies_accept_both_json_media_types(openapi: dict[str, Any]) -> None:
+    """The Hub sends `application/vnd.vtex.giftcards.v1+json`; `application/json` is accepted as
+    well. Both are described with the same schema."""
+    problems: list[str] = []
+    for path, method, operation in walk.operations(openapi):
+        if not _is_giftcard(operation):
+            continue
+        where = f"{method.upper()} {path}"
+        body = walk.resolve(operation.get("requestBody"), openapi)
+        if method == "get":
+            if body is not None:
+                problems.append(f"{where}: a GET has no body")
+            continue
+        if body is None or body.get("required") is not True:
+            problems.append(f"{where}: a required request body must be documented")
+            continue
+        content = body["content"]
+        if sorted(content) != sorted(GIFTCARD_MEDIA_TYPES):
+            problems.append(f"{where}: media types {sorted(content)}")
+            continue
+        schemas = {json.dumps(content[media_type]["schema"]) for media_type in content}
+        if len(schemas) != 1:
+            problems.append(f"{where}: the media types have different schemas")
+        if not all(list(_media_examples(content[media_type])) for media_type in content):
+            problems.append(f"{where}: every media type needs an example")
+    assert not problems, "\n".join(problems)
+
+
+def test_giftcard_headers_and_parameters(openapi: dict[str, Any]) -> None:
+    """REST-Range in and REST-Content-Range out on the paged lists, Cache-Control on every 200,
+    the ignored `ts` on GET by id, and nothing else the Hub would have to send."""
+    problems: list[str] = []
+    for path, _, operation in walk.operations(openapi):
+        if not _is_giftcard(operation):
+            continue
+        operation_id = operation["operationId"]
+        parameters = {(p["in"], p["name"]): p for p in walk.parameters(openapi, path, operation)}
+        expected = {("path", name) for name in re.findall(r"{(\w+)}", path)}
+        if operation_id in GIFTCARD_PAGED_OPERATIONS:
+            expected.add(("header", "REST-Range"))
+        if operation_id == "getGiftCard":
+            expected.add(("query", "ts"))
+        if set(parameters) != expected:
+            problems.append(f"{operation_id}: parameters {sorted(parameters)}, not {expected}")
+        for (location, name), parameter in parameters.items():
+            if location != "path" and parameter.get("required", False):
+                problems.append(f"{operation_id}: {name} must be optional")
+        headers = {
+            name: walk.resolve(header, openapi)
+            for name, header in walk.resolve(operation["responses"]["200"], openapi)
+            .get("headers", {})
+            .items()
+        }
+        expected_headers = {"Cache-Control"}
+        if operation_id in GIFTCARD_PAGED_OPERATIONS:
+            expected_headers.add("REST-Content-Range")
+        if set(headers) != expected_headers:
+            problems.append(f"{operation_id}: 200 headers {sorted(headers)}")
+        for name, header in headers.items():
+            if header.get("required") is not True:
+                problems.append(f"{operation_id}: the 200's {name} is always sent (required)")
+            errors = _schema_errors(header["schema"], header.get("example"), openapi)
+            problems += [f"{operation_id}: {name} example {e}" for e in errors]
+    range_header = openapi["components"]["parameters"]["RestRange"]
+    assert re.fullmatch(range_header["schema"]["pattern"], "resources=0-49")
+    content_range = openapi["components"]["headers"]["RestContentRange"]["schema"]["pattern"]
+    assert re.fullmatch(content_range, "resources 0-0/0")
+    assert re.fullmatch(content_range, "resources 50-99/1234")
     assert not problems, "\n".join(problems)
 
 
@@ -360,6 +626,32 @@ def test_cancellation_alias_has_the_same_definition(openapi: dict[str, Any]) -> 
         assert main["post"].get(key) == alias["post"].get(key), f"alias differs in {key}"
 
 
+# What a link may feed each parameter with: the id the source answered, or the one it was called
+# with. Key: the target's parameter.
+LINK_EXPRESSIONS = {
+    "paymentId": {"$response.body#/paymentId"},
+    "giftCardId": {"$response.body#/id", "$request.path.giftCardId"},
+    "transactionId": {"$response.body#/id", "$request.path.transactionId"},
+}
+
+
+def _link_expression_problem(
+    expression: str, path: str, operation: dict[str, Any], status: str, root: dict[str, Any]
+) -> str | None:
+    """Why `expression` cannot be evaluated on the source operation's `status` answer."""
+    if expression.startswith("$request.path."):
+        name = expression.removeprefix("$request.path.")
+        names = {p["name"] for p in walk.parameters(root, path, operation) if p["in"] == "path"}
+        return None if name in names else f"the source has no path parameter {name!r}"
+    if expression.startswith("$response.body#/"):
+        pointer = expression.removeprefix("$response.body#/")
+        schema = _flatten(_response_schema(root, operation, status), root)
+        if pointer not in schema.get("properties", {}) or pointer not in schema.get("required", []):
+            return f"the source's {status} body does not always have {pointer!r}"
+        return None
+    return "unsupported expression"
+
+
 def test_links_point_to_existing_operations_and_parameters(openapi: dict[str, Any]) -> None:
     by_id = {
         operation["operationId"]: (path, operation)
@@ -367,7 +659,7 @@ def test_links_point_to_existing_operations_and_parameters(openapi: dict[str, An
     }
     found: set[tuple[str, str]] = set()
     problems: list[str] = []
-    for _, _, operation in walk.operations(openapi):
+    for source_path, _, operation in walk.operations(openapi):
         for status, response in operation.get("responses", {}).items():
             for name, link in walk.resolve(response, openapi).get("links", {}).items():
                 source = f"{operation['operationId']} {status} link {name}"
@@ -377,17 +669,42 @@ def test_links_point_to_existing_operations_and_parameters(openapi: dict[str, An
                     continue
                 found.add((operation["operationId"], target))
                 path, target_operation = by_id[target]
+                if _is_giftcard(operation) != _is_giftcard(target_operation):
+                    problems.append(f"{source}: links two protocols")
                 names = {p["name"] for p in walk.parameters(openapi, path, target_operation)}
+                required = {
+                    p["name"]
+                    for p in walk.parameters(openapi, path, target_operation)
+                    if p["in"] == "path"
+                }
+                if not required <= set(link.get("parameters", {})):
+                    problems.append(f"{source}: {target}'s path parameters are not all given")
                 for parameter, expression in link.get("parameters", {}).items():
                     if parameter not in names:
                         problems.append(f"{source}: {target} has no parameter {parameter!r}")
-                    if expression != "$response.body#/paymentId":
+                    if expression not in LINK_EXPRESSIONS.get(parameter, set()):
                         problems.append(f"{source}: unexpected expression {expression!r}")
+                        continue
+                    why = _link_expression_problem(
+                        expression, source_path, operation, status, openapi
+                    )
+                    if why:
+                        problems.append(f"{source}: {expression}: {why}")
     expected = {
         ("createPayment", "settlePayment"),
         ("createPayment", "refundPayment"),
         ("createPayment", "cancelPayment"),
         ("settlePayment", "refundPayment"),
+        # The Hub's flow: a Debit, then GET and POST its settlements or cancellations.
+        ("createGiftCardTransaction", "settleGiftCardTransaction"),
+        ("createGiftCardTransaction", "cancelGiftCardTransaction"),
+        ("createGiftCardTransaction", "listGiftCardSettlements"),
+        ("createGiftCardTransaction", "listGiftCardCancellations"),
+        ("createGiftCardTransaction", "getGiftCardTransaction"),
+        ("createGiftCardTransaction", "getGiftCardTransactionAuthorization"),
+        ("settleGiftCardTransaction", "cancelGiftCardTransaction"),
+        ("createGiftCard", "getGiftCard"),
+        ("createGiftCard", "createGiftCardTransaction"),
     }
     missing = expected - found
     if missing:
@@ -453,6 +770,17 @@ def test_agrees_with_vtex_spec(
     Responses are compared for every status both documents describe (VTEX's 501 "do it manually"
     is not something this service answers).
     """
+    problems = _differences_with_vtex(openapi, vtex_spec, our_path, vtex_path, method)
+    assert not problems, f"{len(problems)} difference(s) with VTEX's spec:\n" + "\n".join(problems)
+
+
+def _differences_with_vtex(
+    openapi: dict[str, Any],
+    vtex_spec: dict[str, Any],
+    our_path: str,
+    vtex_path: str,
+    method: str,
+) -> list[str]:
     vtex_operation = vtex_spec["paths"][vtex_path][method]
     our_operation = openapi["paths"][our_path][method]
     problems: list[str] = []
@@ -460,17 +788,22 @@ def test_agrees_with_vtex_spec(
 
     vtex_request = _request_schema(vtex_spec, vtex_operation)
     if vtex_request is not None:
-        our_request = _request_schema(openapi, our_operation)
-        if our_request is None:
+        our_body = walk.resolve(our_operation.get("requestBody"), openapi)
+        our_requests = [
+            (media_type, media.get("schema"))
+            for media_type, media in (our_body or {}).get("content", {}).items()
+            if _is_json_media_type(media_type)
+        ]
+        if not our_requests:
             problems.append(f"{where} request: no JSON request body documented")
-        else:
+        for media_type, our_request in our_requests:
             _compare(
                 vtex_request,
                 our_request,
                 vtex_root=vtex_spec,
                 our_root=openapi,
                 direction="request",
-                where=f"{where} request",
+                where=f"{where} request {media_type}",
                 problems=problems,
                 allowed={},
             )
@@ -502,8 +835,9 @@ def test_agrees_with_vtex_spec(
         )
     if "200" not in our_operation.get("responses", {}):
         problems.append(f"{where}: 200 response not documented")
-    assert compared, f"{where}: no response compared with VTEX's"
-    assert not problems, f"{len(problems)} difference(s) with VTEX's spec:\n" + "\n".join(problems)
+    if not compared:
+        problems.append(f"{where}: no response compared with VTEX's")
+    return problems
 
 
 def test_vtex_request_examples_are_accepted(
@@ -529,3 +863,106 @@ def test_vtex_request_examples_are_accepted(
             problems += [f"{method.upper()} {our_path} [{name}] {e}" for e in errors]
     assert checked >= 10, f"only {checked} VTEX examples found"
     assert not problems, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Agreement with VTEX's Gift Card Provider Protocol specification
+
+
+def test_every_vtex_giftcard_operation_is_served(vtex_giftcard_spec: dict[str, Any]) -> None:
+    vtex = {(path, method) for path, method, _ in walk.operations(vtex_giftcard_spec)}
+    assert vtex == {(path, method) for _, path, method, _ in SERVED_VTEX_GIFTCARD_OPERATIONS}
+
+
+@pytest.mark.parametrize(
+    ("our_path", "vtex_path", "method", "operation_id"),
+    SERVED_VTEX_GIFTCARD_OPERATIONS,
+    ids=[op for _, _, _, op in SERVED_VTEX_GIFTCARD_OPERATIONS],
+)
+def test_agrees_with_vtex_giftcard_spec(
+    openapi: dict[str, Any],
+    vtex_giftcard_spec: dict[str, Any],
+    our_path: str,
+    vtex_path: str,
+    method: str,
+    operation_id: str,
+) -> None:
+    """Same path and method; every property VTEX lists for the request body (either media type)
+    and the 200 response exists in ours with a compatible type."""
+    assert openapi["paths"][our_path][method]["operationId"] == operation_id
+    vtex_parameters = {
+        p["name"]
+        for p in walk.parameters(vtex_giftcard_spec, vtex_path, vtex_giftcard_spec["paths"]
+                                 [vtex_path][method])
+        if p["in"] == "path"
+    }  # fmt: skip
+    our_parameters = {
+        p["name"]
+        for p in walk.parameters(openapi, our_path, openapi["paths"][our_path][method])
+        if p["in"] == "path"
+    }
+    assert our_parameters == {"transactionId" if n == "tId" else n for n in vtex_parameters}
+    problems = _differences_with_vtex(openapi, vtex_giftcard_spec, our_path, vtex_path, method)
+    assert not problems, f"{len(problems)} difference(s) with VTEX's spec:\n" + "\n".join(problems)
+
+
+def _example_from_properties(schema: Any, root: dict[str, Any]) -> Any:
+    """An instance assembled from a schema's `example`s, as VTEX's documentation shows its
+    request bodies (its gift card spec has examples on properties only)."""
+    schema = _flatten(schema, root)
+    if "example" in schema:
+        return schema["example"]
+    if "properties" in schema:
+        return {
+            name: _example_from_properties(sub, root)
+            for name, sub in schema["properties"].items()
+            if _example_from_properties(sub, root) is not _NO_EXAMPLE
+        }
+    if "items" in schema:
+        item = _example_from_properties(schema["items"], root)
+        return [] if item is _NO_EXAMPLE else [item]
+    return _NO_EXAMPLE
+
+
+_NO_EXAMPLE = object()
+
+
+def test_vtex_giftcard_request_examples_are_accepted(
+    openapi: dict[str, Any], vtex_giftcard_spec: dict[str, Any]
+) -> None:
+    """Our lenient request schemas accept what VTEX documents the Hub sends: the request bodies
+    its property examples make up, and the variants of older VTEX examples."""
+    problems: list[str] = []
+    checked = 0
+    for our_path, vtex_path, method, operation_id in SERVED_VTEX_GIFTCARD_OPERATIONS:
+        vtex_operation = vtex_giftcard_spec["paths"][vtex_path][method]
+        vtex_schema = _request_schema(vtex_giftcard_spec, vtex_operation)
+        if vtex_schema is None:
+            continue
+        sample = _example_from_properties(vtex_schema, vtex_giftcard_spec)
+        assert isinstance(sample, dict) and sample, f"{operation_id}: no VTEX example"
+        samples = [("VTEX's property examples", sample)]
+        samples += [
+            (f"variant {number}", variant)
+            for number, variant in enumerate(VTEX_GIFTCARD_REQUEST_VARIANTS.get(operation_id, []))
+        ]
+        body = walk.resolve(openapi["paths"][our_path][method]["requestBody"], openapi)
+        for media_type, media in body["content"].items():
+            for name, instance in samples:
+                checked += 1
+                errors = _schema_errors(media["schema"], instance, openapi)
+                problems += [f"{operation_id} {media_type} [{name}] {e}" for e in errors]
+    assert checked >= 2 * (5 + 3), f"only {checked} VTEX examples checked"
+    assert not problems, "\n".join(problems)
+
+
+def test_vtex_giftcard_example_bodies_are_complete(vtex_giftcard_spec: dict[str, Any]) -> None:
+    """The assembled VTEX examples carry what the service needs (else the previous test would
+    prove little): a Debit with its token and requestId, an order with a client profile."""
+    operation = vtex_giftcard_spec["paths"]["/giftcards/{giftCardId}/transactions"]["post"]
+    debit = _example_from_properties(_request_schema(vtex_giftcard_spec, operation),
+                                     vtex_giftcard_spec)  # fmt: skip
+    assert debit["operation"] == "Debit" and debit["value"] == 3
+    assert debit["redemptionToken"] and debit["requestId"]
+    assert debit["orderInfo"]["clientProfile"]["email"] == "michael.scott96@mail.com"
+    assert debit["orderInfo"]["cart"]["items"][0]["priceTags"][0]["value"] == 0

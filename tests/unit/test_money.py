@@ -30,3 +30,11 @@ def test_round_trip(amount: str, currency: str, minor: int):
 def test_refuses_what_minor_units_cannot_hold(amount: str, currency: str):
     with pytest.raises(InvalidAmount):
         to_minor(Decimal(amount), currency)
+
+
+@pytest.mark.parametrize("amount", ["1e18", "1e999997", "1e10000000", "123456789012345678901"])
+def test_refuses_amounts_too_large_before_computing_them(amount: str):
+    # Without the digit check, 1e999997 spent seconds building its integer (and was accepted),
+    # 1e10000000 raised decimal.Overflow: a 500.
+    with pytest.raises(InvalidAmount, match="integer digits"):
+        to_minor(Decimal(amount), "BRL")
