@@ -50,6 +50,19 @@ PAYMENT_OPERATION_IDS = frozenset(
 
 # ----- Gift Card Provider Protocol: served under /giftcard, the Hub's own credentials.
 GIFTCARD_TAG = "Gift Card Provider Protocol"
+ADMIN_TAG = "Operators"
+ADMIN_SECURITY = [{"AdminBearer": []}]
+ADMIN_OPERATION_IDS = frozenset(
+    {
+        "adminListGiftCards",
+        "adminIssueGiftCard",
+        "adminIssueGiftCards",
+        "adminShowGiftCard",
+        "adminCreditGiftCard",
+        "adminBlockGiftCard",
+        "adminUnblockGiftCard",
+    }
+)
 GIFTCARD_SERVER = "/giftcard"
 GIFTCARD_SECURITY = [{"GiftCardHubAppKey": [], "GiftCardHubAppToken": []}]
 VENDOR_JSON = "application/vnd.vtex.giftcards.v1+json"
@@ -190,6 +203,10 @@ def _is_public(operation: dict[str, Any]) -> bool:
 
 def _is_giftcard(operation: dict[str, Any]) -> bool:
     return GIFTCARD_TAG in operation.get("tags", [])
+
+
+def _is_admin(operation: dict[str, Any]) -> bool:
+    return ADMIN_TAG in operation.get("tags", [])
 
 
 def _is_json_media_type(media_type: str) -> bool:
@@ -415,20 +432,23 @@ def test_server_security_schemes_and_global_security(openapi: dict[str, Any]) ->
 def test_operation_ids_are_unique_and_expected(openapi: dict[str, Any]) -> None:
     ids = [operation.get("operationId") for _, _, operation in walk.operations(openapi)]
     assert len(ids) == len(set(ids)), f"duplicate operationIds: {ids}"
-    assert set(ids) == PAYMENT_OPERATION_IDS | GIFTCARD_OPERATION_IDS
+    assert set(ids) == PAYMENT_OPERATION_IDS | GIFTCARD_OPERATION_IDS | ADMIN_OPERATION_IDS
     for _, _, operation in walk.operations(openapi):
-        # One protocol per operation, told by its tag.
-        expected_tag = (
-            GIFTCARD_TAG if operation["operationId"] in GIFTCARD_OPERATION_IDS else ("Payment Flow")
-        )
-        assert operation.get("tags") == [expected_tag], operation["operationId"]
+        # One API per operation, told by its tag.
+        operation_id = operation["operationId"]
+        expected_tag = "Payment Flow"
+        if operation_id in GIFTCARD_OPERATION_IDS:
+            expected_tag = GIFTCARD_TAG
+        elif operation_id in ADMIN_OPERATION_IDS:
+            expected_tag = ADMIN_TAG
+        assert operation.get("tags") == [expected_tag], operation_id
 
 
 def test_documented_statuses(openapi: dict[str, Any]) -> None:
-    """The Payment Provider Protocol's operations (the gift card ones: the next test)."""
+    """The Payment Provider Protocol's operations (the gift card and admin ones: below)."""
     problems: list[str] = []
     for path, method, operation in walk.operations(openapi):
-        if _is_giftcard(operation):
+        if _is_giftcard(operation) or _is_admin(operation):
             continue
         where = f"{method.upper()} {path}"
         statuses = set(operation.get("responses", {}))
@@ -498,12 +518,53 @@ def test_documented_giftcard_statuses(openapi: dict[str, Any]) -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_documented_admin_statuses(openapi: dict[str, Any]) -> None:
+    """The admin API: bearer token, 401 without it, 400 and 413 on bodies, 404 for unknown
+    cards and merchants, every error the `Error` shape."""
+    problems: list[str] = []
+    checked = 0
+    for path, method, operation in walk.operations(openapi):
+        if not _is_admin(operation):
+            continue
+        checked += 1
+        where = f"{method.upper()} {path}"
+        responses = operation.get("responses", {})
+        if operation.get("security") != ADMIN_SECURITY:
+            problems.append(f"{where}: must require the admin bearer token")
+        success = "201" if operation["operationId"] in {
+            "adminIssueGiftCard", "adminIssueGiftCards", "adminCreditGiftCard"
+        } else "200"  # fmt: skip
+        required = {success, "400", "401", "404"}
+        if method == "post":
+            required.add("413")
+        if operation["operationId"] == "adminCreditGiftCard":
+            required.add("422")
+        if set(responses) != required:
+            problems.append(f"{where}: responses {sorted(responses)}, expected {sorted(required)}")
+        for status, response in responses.items():
+            content = walk.resolve(response, openapi).get("content", {})
+            if list(content) != ["application/json"]:
+                problems.append(f"{where} {status}: answers application/json only")
+            elif status[0] == "4" and content["application/json"].get("schema") != {
+                "$ref": "#/components/schemas/Error"
+            }:
+                problems.append(f"{where} {status}: error answers have the Error body")
+    assert checked == len(ADMIN_OPERATION_IDS)
+    assert not problems, "\n".join(problems)
+
+
 def test_giftcard_paths_are_served_under_giftcard(openapi: dict[str, Any]) -> None:
     """Every gift card path item overrides the global server with `/giftcard`; no payment path
     does, and no path mixes the two protocols."""
     problems: list[str] = []
     for path, item in openapi["paths"].items():
         operations = [item[m] for m in walk.HTTP_METHODS if m in item]
+        if all(_is_admin(operation) for operation in operations):
+            # The admin API, at /admin, names its full paths from the root.
+            urls = [server.get("url") for server in item.get("servers", [])]
+            if urls != ["/"] or not path.startswith("/admin/"):
+                problems.append(f"{path}: admin paths start with /admin/ under the server /")
+            continue
         giftcard = {_is_giftcard(operation) for operation in operations}
         if len(giftcard) != 1:
             problems.append(f"{path}: mixes protocols")

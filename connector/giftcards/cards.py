@@ -39,7 +39,6 @@ from protocol.giftcards import (
 )
 from protocol.money import InvalidAmount, from_minor, to_minor
 
-# A new code collides with a stored one with odds of about n / 2**80; retry a few times anyway.
 _CODE_ATTEMPTS = 3
 
 
@@ -179,70 +178,97 @@ class GiftCardService:
         emission_date: datetime | None = None,
         actor: str = "hub",
     ) -> IssuedCard:
-        currency = (order.currency or self._settings.giftcard_default_currency).upper()
-        try:
-            amount = to_minor(order.amount, currency)
-        except InvalidAmount as error:
-            raise BadRequest(str(error), code="invalid-amount") from error
-        if order.restricted_to_owner and not (order.profile_id and order.profile_id.strip()):
-            raise BadRequest("a card restricted to its owner needs a profileId",
-                             code="owner-required")  # fmt: skip
-        now = utcnow()
-        if order.expiring_date is not None and order.expiring_date <= now:
-            raise BadRequest("expiringDate is in the past", code="invalid-expiry")
-        owner = order.profile_id.strip() if order.profile_id and order.profile_id.strip() else None
-        for attempt in range(_CODE_ATTEMPTS):
-            code = generate_redemption_code()
-            card = GiftCard(
-                merchant_id=merchant.id,
-                card_id=generate_public_id(),
-                redemption_token=generate_redemption_token(),
-                code_digest=redemption_code_digest(code),
-                code_last4=normalize_redemption_code(code)[-4:],
-                relation_name=order.relation_name or f"giftcard-{uuid.uuid4().hex[:12]}",
-                caption=order.caption,
-                owner_digest=self._blind_index.digest(owner) if owner else None,
-                owner=self._cipher.encrypt_json(owner) if owner else None,
-                restricted_to_owner=order.restricted_to_owner,
-                multiple_redemptions=order.multiple_redemptions,
-                multiple_credits=order.multiple_credits,
-                currency=currency,
-                status="active",
-                emission_date=emission_date or now,
-                expiring_date=order.expiring_date,
-                available_minor=0,
-                held_minor=0,
-                redemptions=0,
-                credits=0,
-            )
-            try:
-                async with self._db.writer() as session:
-                    repo = GiftCardRepository(session)
-                    await repo.add_card(card)
-                    # Loaded in the same database transaction: a card never exists half-issued.
-                    if amount > 0:
-                        await self._ledger.load(repo, card, amount, "issue", f"issued by {actor}")
-                        await repo.refresh(card)
-                break
-            except IntegrityError:
-                if attempt == _CODE_ATTEMPTS - 1:
-                    raise
-        return IssuedCard(card=card, redemption_code=code)
+        checked = self._checked(order, "")
+        return (await self._issue(merchant, [(order, checked)], actor, emission_date))[0]
 
     async def issue_many(
         self, merchant: Merchant, orders: list[IssueOrder], actor: str
     ) -> list[IssuedCard]:
-        """Issue each card in turn. Orders are validated first, so a bad row issues nothing."""
-        for number, order in enumerate(orders, start=1):
-            currency = (order.currency or self._settings.giftcard_default_currency).upper()
+        """Every order is checked first, then all cards are issued in one database transaction:
+        a bad row, or a failure half-way, issues nothing."""
+        checked = [
+            (order, self._checked(order, f"row {number}: "))
+            for number, order in enumerate(orders, start=1)
+        ]
+        return await self._issue(merchant, checked, actor, None)
+
+    def _checked(self, order: IssueOrder, where: str) -> tuple[str, int, str | None]:
+        """(currency, amount in minor units, owner), or 400 saying what is wrong and where."""
+        currency = (order.currency or self._settings.giftcard_default_currency).upper()
+        try:
+            amount = to_minor(order.amount, currency)
+        except InvalidAmount as error:
+            raise BadRequest(f"{where}{error}", code="invalid-amount") from error
+        owner = order.profile_id.strip() if order.profile_id and order.profile_id.strip() else None
+        if order.restricted_to_owner and owner is None:
+            raise BadRequest(f"{where}a card restricted to its owner needs a profileId",
+                             code="owner-required")  # fmt: skip
+        if order.expiring_date is not None and order.expiring_date <= utcnow():
+            raise BadRequest(f"{where}expiringDate is in the past", code="invalid-expiry")
+        return currency, amount, owner
+
+    async def _issue(
+        self,
+        merchant: Merchant,
+        orders: list[tuple[IssueOrder, tuple[str, int, str | None]]],
+        actor: str,
+        emission_date: datetime | None,
+    ) -> list[IssuedCard]:
+        for attempt in range(_CODE_ATTEMPTS):
+            issued = []
             try:
-                to_minor(order.amount, currency)
-            except InvalidAmount as error:
-                raise BadRequest(f"row {number}: {error}", code="invalid-amount") from error
-            if order.restricted_to_owner and not order.profile_id:
-                raise BadRequest(f"row {number}: restricted to owner without a profileId",
-                                 code="owner-required")  # fmt: skip
-        return [await self.issue(merchant, order, actor=actor) for order in orders]
+                async with self._db.writer() as session:
+                    repo = GiftCardRepository(session)
+                    for order, (currency, amount, owner) in orders:
+                        code = generate_redemption_code()
+                        card = self._new_card(merchant, order, currency, owner, code, emission_date)
+                        await repo.add_card(card)
+                        # In the same database transaction: a card never exists half-issued.
+                        if amount > 0:
+                            await self._ledger.load(
+                                repo, card, amount, "issue", f"issued by {actor}"
+                            )
+                            await repo.refresh(card)
+                        issued.append(IssuedCard(card=card, redemption_code=code))
+                return issued
+            except IntegrityError:
+                # Two equal codes (or ids) have odds of about n / 2**80: draw them again.
+                if attempt == _CODE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _new_card(
+        self,
+        merchant: Merchant,
+        order: IssueOrder,
+        currency: str,
+        owner: str | None,
+        code: str,
+        emission_date: datetime | None,
+    ) -> GiftCard:
+        return GiftCard(
+            id=uuid.uuid4(),
+            merchant_id=merchant.id,
+            card_id=generate_public_id(),
+            redemption_token=generate_redemption_token(),
+            code_digest=redemption_code_digest(code),
+            code_last4=normalize_redemption_code(code)[-4:],
+            relation_name=order.relation_name or f"giftcard-{uuid.uuid4().hex[:12]}",
+            caption=order.caption,
+            owner_digest=self._blind_index.digest(owner) if owner else None,
+            owner=self._cipher.encrypt_json(owner) if owner else None,
+            restricted_to_owner=order.restricted_to_owner,
+            multiple_redemptions=order.multiple_redemptions,
+            multiple_credits=order.multiple_credits,
+            currency=currency,
+            status="active",
+            emission_date=emission_date or utcnow(),
+            expiring_date=order.expiring_date,
+            available_minor=0,
+            held_minor=0,
+            redemptions=0,
+            credits=0,
+        )
 
     async def credit(
         self, card_id: str, amount: Decimal, request_id: str | None, actor: str, reason: str
