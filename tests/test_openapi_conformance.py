@@ -47,10 +47,8 @@ import pytest
 import schemathesis
 import yaml
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
-from requests.utils import requote_uri
-from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -62,6 +60,12 @@ from starlette.routing import Mount, Route
 from connector.app import PAYMENT_PROVIDER_PREFIX, create_app
 from tests import payloads
 from tests.conftest import MerchantCredentials, make_settings
+from tests.schemathesis_support import (
+    httpx_request,
+    hypothesis_settings,
+    operations_by_id,
+)
+from tests.schemathesis_support import operation_id as _operation_id
 
 Case: TypeAlias = "schemathesis.Case[Any]"
 Operation: TypeAlias = "schemathesis.APIOperation[Any, Any, Any, Any]"
@@ -92,21 +96,7 @@ UNAUTHORIZED_CODES = frozenset({"missing-credentials", "unauthorized"})
 MAX_EXAMPLES = 25
 # Fixed, so that a run is reproducible; derandomize alone does not fix what Schemathesis draws.
 SEED = 20240501
-HYPOTHESIS_SETTINGS = settings(
-    max_examples=MAX_EXAMPLES,
-    derandomize=True,
-    deadline=None,
-    database=None,  # nothing written under .hypothesis/
-    print_blob=False,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-        HealthCheck.data_too_large,
-        # One app (and database) per test item on purpose: starting one per example would cost
-        # more than the requests themselves, and no example depends on a clean database.
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+HYPOTHESIS_SETTINGS = hypothesis_settings(MAX_EXAMPLES)
 STATEFUL_SETTINGS = settings(
     HYPOTHESIS_SETTINGS,
     stateful_step_count=6,
@@ -234,23 +224,9 @@ class InProcessApi:
 
     def send(self, case: Case, headers: Mapping[str, str] | None = None) -> httpx.Response:
         """Send a Schemathesis case; `headers` (default: the merchant's credentials) are added."""
-        extra = dict(self.merchant.headers if headers is None else headers)
-        kwargs = case.as_transport_kwargs(base_url=BASE_URL, headers=extra)
-        # Schemathesis targets `requests`, which percent-encodes what httpx would refuse in a URL.
-        url = requote_uri(kwargs["url"])
-        assert not kwargs.get("cookies"), "the document declares no cookie"
-        content: dict[str, Any] = {}
-        if "json" in kwargs:
-            content["json"] = kwargs["json"]
-        elif kwargs.get("data") is not None:
-            content["content"] = kwargs["data"]
-        response = self.request(
-            kwargs["method"],
-            url,
-            params=kwargs.get("params"),
-            headers=dict(kwargs["headers"]),
-            **content,
-        )
+        extra = self.merchant.headers if headers is None else headers
+        method, url, arguments = httpx_request(case, BASE_URL, extra)
+        response = self.request(method, url, **arguments)
         self._record(case, response)
         return response
 
@@ -298,18 +274,7 @@ def api(anyio_backend: str, database_url: str) -> Iterator[InProcessApi]:
 # ----------------------------------------------------------------------------- the document
 
 
-def _operation_id(operation: Operation) -> str:
-    return str(operation.definition.raw["operationId"])
-
-
-def _operations(loaded: schemathesis.BaseSchema) -> dict[str, Operation]:
-    """Every operation by operationId; fails on any operation Schemathesis cannot use."""
-    operations: dict[str, Operation] = {}
-    for result in loaded.get_all_operations():
-        if not isinstance(result, Ok):
-            raise result.err()
-        operations[_operation_id(result.ok())] = result.ok()
-    return operations
+_operations = operations_by_id
 
 
 def _is_authenticated(operation: Operation) -> bool:

@@ -40,8 +40,6 @@ import schemathesis
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from requests.utils import requote_uri
-from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     positive_data_acceptance,
@@ -52,6 +50,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from homologation.fakes.acquirer import FakeAcquirer, create_app
+from tests.schemathesis_support import httpx_request, operations_by_id
 
 Case: TypeAlias = "schemathesis.Case[Any]"
 Operation: TypeAlias = "schemathesis.APIOperation[Any, Any, Any, Any]"
@@ -113,14 +112,7 @@ schema = schemathesis.openapi.from_path(DOCUMENT, config=_config())
 
 
 def _operations() -> dict[str, Operation]:
-    """Every operation by operationId; fails on any operation Schemathesis cannot use."""
-    operations: dict[str, Operation] = {}
-    for result in schema.get_all_operations():
-        if not isinstance(result, Ok):
-            raise result.err()
-        operation = result.ok()
-        operations[str(operation.definition.raw["operationId"])] = operation
-    return operations
+    return operations_by_id(schema)
 
 
 def _operation_id(case: Case) -> str:
@@ -213,21 +205,8 @@ class Core:
 
     def send(self, case: Case, headers: Mapping[str, str] = VALID_KEY) -> httpx.Response:
         """Sends a Schemathesis case with `headers` added (by default, the valid key)."""
-        kwargs = case.as_transport_kwargs(base_url=ORIGIN, headers=dict(headers))
-        assert not kwargs.get("cookies"), "the document declares no cookie"
-        content: dict[str, Any] = {}
-        if "json" in kwargs:
-            content["json"] = kwargs["json"]
-        elif kwargs.get("data") is not None:
-            content["content"] = kwargs["data"]
-        response = self.request(
-            kwargs["method"],
-            # Schemathesis targets `requests`, which percent-encodes what httpx would refuse.
-            requote_uri(kwargs["url"]),
-            params=kwargs.get("params"),
-            headers=dict(kwargs["headers"]),
-            **content,
-        )
+        method, url, arguments = httpx_request(case, ORIGIN, headers)
+        response = self.request(method, url, **arguments)
         self.seen.add((_operation_id(case), response.status_code))
         return response
 

@@ -21,8 +21,6 @@ import pytest
 import schemathesis
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, Phase, settings
-from requests.utils import requote_uri
-from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -33,6 +31,7 @@ from starlette.routing import Mount, Route
 from connector.app import ADMIN_PREFIX, Services, create_app
 from connector.giftcards.cards import IssueOrder
 from tests.conftest import make_settings
+from tests.schemathesis_support import httpx_request, operations_by_id
 
 Case: TypeAlias = "schemathesis.Case[Any]"
 
@@ -77,13 +76,7 @@ CHECKS = [
 
 
 def _operations() -> list[Any]:
-    """Every admin operation; fails on any operation Schemathesis cannot use."""
-    operations = []
-    for result in schema.get_all_operations():
-        if not isinstance(result, Ok):
-            raise result.err()
-        operations.append(result.ok())
-    return operations
+    return list(operations_by_id(schema).values())
 
 
 @dataclass
@@ -96,18 +89,10 @@ class AdminApi:
         return self.portal.call(functools.partial(function, *args))
 
     def send(self, case: Case, headers: dict[str, str]) -> httpx.Response:
-        kwargs = case.as_transport_kwargs(base_url=ORIGIN, headers=headers)
-        content: dict[str, Any] = {}
-        if "json" in kwargs:
-            content["json"] = kwargs["json"]
-        elif kwargs.get("data") is not None:
-            content["content"] = kwargs["data"]
+        method, url, arguments = httpx_request(case, ORIGIN, headers)
         response: httpx.Response = self.call(
-            functools.partial(
-                self.client.request, kwargs["method"], requote_uri(kwargs["url"]),
-                params=kwargs.get("params"), headers=dict(kwargs["headers"]), **content,
-            )
-        )  # fmt: skip
+            functools.partial(self.client.request, method, url, **arguments)
+        )
         return response
 
 

@@ -48,28 +48,24 @@ import httpx
 import pytest
 import schemathesis
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
-from requests.utils import requote_uri
-from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
-from starlette.routing import Mount, Route
 
 from connector.app import GIFTCARD_PREFIX, Services, create_app
 from connector.giftcards.cards import IssueOrder
-from protocol.giftcards import (
-    CreateCardRequest,
-    CreateTransactionRequest,
-    OperationRequest,
-    SearchRequest,
-)
 from tests.conftest import MerchantCredentials, make_settings
+from tests.schemathesis_support import (
+    httpx_request,
+    hypothesis_settings,
+    operations_by_id,
+)
+from tests.schemathesis_support import operation_id as _operation_id
 
 Case: TypeAlias = "schemathesis.Case[Any]"
 Operation: TypeAlias = "schemathesis.APIOperation[Any, Any, Any, Any]"
@@ -115,20 +111,7 @@ PAGED_OPERATIONS = frozenset({"searchGiftCards", "listGiftCardTransactions"})
 
 MAX_EXAMPLES = 15
 SEED = 20240501
-HYPOTHESIS_SETTINGS = settings(
-    max_examples=MAX_EXAMPLES,
-    derandomize=True,
-    deadline=None,
-    database=None,  # nothing written under .hypothesis/
-    print_blob=False,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-        HealthCheck.data_too_large,
-        # One app (and database) per test item on purpose, as in test_openapi_conformance.py.
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+HYPOTHESIS_SETTINGS = hypothesis_settings(MAX_EXAMPLES)
 STATEFUL_SETTINGS = settings(
     HYPOTHESIS_SETTINGS,
     max_examples=30,
@@ -363,20 +346,9 @@ class InProcessApi:
 
     def send(self, case: Case, headers: Mapping[str, str] | None = None) -> httpx.Response:
         """Send a Schemathesis case; `headers` (default: the merchant's credentials) are added."""
-        extra = dict(self.credentials if headers is None else headers)
-        kwargs = case.as_transport_kwargs(base_url=BASE_URL, headers=extra)
-        # Schemathesis targets `requests`, which percent-encodes what httpx would refuse in a URL.
-        url = requote_uri(kwargs["url"])
-        assert not kwargs.get("cookies"), "the document declares no cookie"
-        content: dict[str, Any] = {}
-        if "json" in kwargs:
-            content["json"] = kwargs["json"]
-        elif kwargs.get("data") is not None:
-            content["content"] = kwargs["data"]
-        response = self.request(
-            kwargs["method"], url, params=kwargs.get("params"),
-            headers=dict(kwargs["headers"]), **content,
-        )  # fmt: skip
+        extra = self.credentials if headers is None else headers
+        method, url, arguments = httpx_request(case, BASE_URL, extra)
+        response = self.request(method, url, **arguments)
         self._record(case, response)
         return response
 
@@ -452,74 +424,7 @@ def api(anyio_backend: str, database_url: str) -> Iterator[InProcessApi]:
 # ----------------------------------------------------------------------------- the document
 
 
-def _operation_id(operation: Operation) -> str:
-    return str(operation.definition.raw["operationId"])
-
-
-def _operations(loaded: schemathesis.BaseSchema) -> dict[str, Operation]:
-    """Every operation by operationId; fails on any operation Schemathesis cannot use."""
-    operations: dict[str, Operation] = {}
-    for result in loaded.get_all_operations():
-        if not isinstance(result, Ok):
-            raise result.err()
-        operations[_operation_id(result.ok())] = result.ok()
-    return operations
-
-
-def test_document_describes_every_giftcard_route() -> None:
-    """The gift card routes (without their trailing-slash twins) and the documented operations
-    are the same set, and the document resolves them under the mount point, `/giftcard`."""
-    app = create_app(make_settings("sqlite+aiosqlite:///:memory:"))  # the lifespan is not run
-    (mount,) = [r for r in app.routes if isinstance(r, Mount) and r.path == GIFTCARD_PREFIX]
-    routes = {
-        (method, route.path)
-        for route in mount.routes
-        if isinstance(route, Route)
-        for method in set(route.methods or ()) - {"HEAD"}
-    }
-    twins = {(method, path) for method, path in routes if path.endswith("/")}
-    # Every route also answers with a trailing slash, and the document says so.
-    assert twins == {(method, path + "/") for method, path in routes - twins}
-    served = {
-        (method, path.replace("{card_id}", "{giftCardId}").replace(
-            "{transaction_id}", "{transactionId}"))
-        for method, path in routes - twins
-    }  # fmt: skip
-    operations = _operations(schema)
-    assert set(operations) == OPERATION_IDS
-    assert served == {(op.method.upper(), op.path) for op in operations.values()}
-    for operation in operations.values():
-        assert operation.base_url.rstrip("/").endswith(GIFTCARD_PREFIX), operation.label
-        assert "trailing slash" in operation.definition.raw["description"], operation.label
-
-
-REQUEST_MODELS: dict[str, type[BaseModel]] = {
-    "searchGiftCards": SearchRequest,
-    "createGiftCard": CreateCardRequest,
-    "createGiftCardTransaction": CreateTransactionRequest,
-    "settleGiftCardTransaction": OperationRequest,
-    "cancelGiftCardTransaction": OperationRequest,
-}
-
-
-@pytest.mark.parametrize("operation_id", sorted(REQUEST_MODELS))
-def test_request_schemas_require_what_the_service_requires(operation_id: str) -> None:
-    """Lenient like the service: `required` is exactly what its model cannot do without, every
-    field the model reads is documented, and unknown fields are allowed."""
-    operation = _operations(schema)[operation_id]
-    model = REQUEST_MODELS[operation_id]
-    body = operation.definition.raw["requestBody"]
-    if "$ref" in body:
-        body = schema.raw_schema["components"]["requestBodies"][body["$ref"].rsplit("/", 1)[1]]
-    (ref,) = {media["schema"]["$ref"] for media in body["content"].values()}
-    documented = schema.raw_schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
-    fields = {info.alias or name: info for name, info in model.model_fields.items()}
-    assert set(documented.get("required", [])) == {
-        alias for alias, info in fields.items() if info.is_required()
-    }
-    assert set(fields) <= set(documented["properties"])
-    assert documented.get("additionalProperties") is True
-    assert model.model_config.get("extra") == "allow"
+_operations = operations_by_id
 
 
 # ----------------------------------------------------------------------------- stateless
