@@ -64,3 +64,31 @@ def hypothesis_settings(max_examples: int) -> settings:
             HealthCheck.function_scoped_fixture,
         ],
     )
+
+
+# Fixed, so that a run is reproducible; derandomize alone does not fix what Schemathesis draws.
+SEED = 20240501
+
+
+def schemathesis_config(mode: str, max_examples: int, stateful_steps: int) -> schemathesis.Config:
+    """Every phase on, bounded and deterministic. Credentials are not data to fuzz: each module
+    sends good ones, and probes missing or wrong ones in a test of its own."""
+    return schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
+            "generation": {
+                "mode": mode,
+                "max-examples": max_examples,
+                "deterministic": True,
+                "database": "none",
+                "with-security-parameters": False,
+            },
+            "phases": {
+                "examples": {"enabled": True},
+                "coverage": {"enabled": True},
+                "fuzzing": {"enabled": True},
+                "stateful": {"enabled": True, "max-steps": stateful_steps},
+            },
+        }
+    )

@@ -64,6 +64,7 @@ from tests.schemathesis_support import (
     httpx_request,
     hypothesis_settings,
     operations_by_id,
+    schemathesis_config,
 )
 from tests.schemathesis_support import operation_id as _operation_id
 
@@ -94,8 +95,6 @@ TRANSIENT_CODES = frozenset(
 UNAUTHORIZED_CODES = frozenset({"missing-credentials", "unauthorized"})
 
 MAX_EXAMPLES = 25
-# Fixed, so that a run is reproducible; derandomize alone does not fix what Schemathesis draws.
-SEED = 20240501
 HYPOTHESIS_SETTINGS = hypothesis_settings(MAX_EXAMPLES)
 STATEFUL_SETTINGS = settings(
     HYPOTHESIS_SETTINGS,
@@ -105,27 +104,7 @@ STATEFUL_SETTINGS = settings(
 
 
 def _config(mode: str) -> schemathesis.Config:
-    return schemathesis.Config.from_dict(
-        {
-            "seed": SEED,
-            "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
-            "generation": {
-                "mode": mode,
-                "max-examples": MAX_EXAMPLES,
-                "deterministic": True,
-                "database": "none",
-                # Credentials are not data to fuzz: every request gets the merchant's (or, in
-                # test_unauthenticated_requests_answer_401, deliberately missing or wrong ones).
-                "with-security-parameters": False,
-            },
-            "phases": {
-                "examples": {"enabled": True},
-                "coverage": {"enabled": True},
-                "fuzzing": {"enabled": True},
-                "stateful": {"enabled": True, "max-steps": 6},
-            },
-        }
-    )
+    return schemathesis_config(mode, MAX_EXAMPLES, stateful_steps=6)
 
 
 # The gift card operations (under /giftcard) and the admin API (under /admin) have their own

@@ -64,6 +64,7 @@ from tests.schemathesis_support import (
     httpx_request,
     hypothesis_settings,
     operations_by_id,
+    schemathesis_config,
 )
 from tests.schemathesis_support import operation_id as _operation_id
 
@@ -110,7 +111,6 @@ OPERATION_IDS = frozenset(
 PAGED_OPERATIONS = frozenset({"searchGiftCards", "listGiftCardTransactions"})
 
 MAX_EXAMPLES = 15
-SEED = 20240501
 HYPOTHESIS_SETTINGS = hypothesis_settings(MAX_EXAMPLES)
 STATEFUL_SETTINGS = settings(
     HYPOTHESIS_SETTINGS,
@@ -121,27 +121,7 @@ STATEFUL_SETTINGS = settings(
 
 
 def _config(mode: str) -> schemathesis.Config:
-    return schemathesis.Config.from_dict(
-        {
-            "seed": SEED,
-            "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
-            "generation": {
-                "mode": mode,
-                "max-examples": MAX_EXAMPLES,
-                "deterministic": True,
-                "database": "none",
-                # Credentials are not data to fuzz: every request gets the merchant's, except in
-                # test_requests_without_good_credentials_answer_401_or_403.
-                "with-security-parameters": False,
-            },
-            "phases": {
-                "examples": {"enabled": True},
-                "coverage": {"enabled": True},
-                "fuzzing": {"enabled": True},
-                "stateful": {"enabled": True, "max-steps": 8},
-            },
-        }
-    )
+    return schemathesis_config(mode, MAX_EXAMPLES, stateful_steps=8)
 
 
 # Only the gift card operations: the payment ones are test_openapi_conformance.py's.
