@@ -50,15 +50,23 @@ import schemathesis
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
+from starlette.routing import Mount, Route
 
 from connector.app import GIFTCARD_PREFIX, Services, create_app
 from connector.giftcards.cards import IssueOrder
+from protocol.giftcards import (
+    CreateCardRequest,
+    CreateTransactionRequest,
+    OperationRequest,
+    SearchRequest,
+)
 from tests.conftest import MerchantCredentials, make_settings
 from tests.schemathesis_support import (
     httpx_request,
@@ -405,6 +413,62 @@ def api(anyio_backend: str, database_url: str) -> Iterator[InProcessApi]:
 
 
 _operations = operations_by_id
+
+
+def test_document_describes_every_giftcard_route() -> None:
+    """The gift card routes (without their trailing-slash twins) and the documented operations
+    are the same set, and the document resolves them under the mount point, `/giftcard`."""
+    app = create_app(make_settings("sqlite+aiosqlite:///:memory:"))  # the lifespan is not run
+    (mount,) = [r for r in app.routes if isinstance(r, Mount) and r.path == GIFTCARD_PREFIX]
+    routes = {
+        (method, route.path)
+        for route in mount.routes
+        if isinstance(route, Route)
+        for method in set(route.methods or ()) - {"HEAD"}
+    }
+    twins = {(method, path) for method, path in routes if path.endswith("/")}
+    # Every route also answers with a trailing slash, and the document says so.
+    assert twins == {(method, path + "/") for method, path in routes - twins}
+    served = {
+        (method, path.replace("{card_id}", "{giftCardId}").replace(
+            "{transaction_id}", "{transactionId}"))
+        for method, path in routes - twins
+    }  # fmt: skip
+    operations = _operations(schema)
+    assert set(operations) == OPERATION_IDS
+    assert served == {(op.method.upper(), op.path) for op in operations.values()}
+    for operation in operations.values():
+        assert operation.base_url.rstrip("/").endswith(GIFTCARD_PREFIX), operation.label
+        assert "trailing slash" in operation.definition.raw["description"], operation.label
+
+
+REQUEST_MODELS: dict[str, type[BaseModel]] = {
+    "searchGiftCards": SearchRequest,
+    "createGiftCard": CreateCardRequest,
+    "createGiftCardTransaction": CreateTransactionRequest,
+    "settleGiftCardTransaction": OperationRequest,
+    "cancelGiftCardTransaction": OperationRequest,
+}
+
+
+@pytest.mark.parametrize("operation_id", sorted(REQUEST_MODELS))
+def test_request_schemas_require_what_the_service_requires(operation_id: str) -> None:
+    """Lenient like the service: `required` is exactly what its model cannot do without, every
+    field the model reads is documented, and unknown fields are allowed."""
+    operation = _operations(schema)[operation_id]
+    model = REQUEST_MODELS[operation_id]
+    body = operation.definition.raw["requestBody"]
+    if "$ref" in body:
+        body = schema.raw_schema["components"]["requestBodies"][body["$ref"].rsplit("/", 1)[1]]
+    (ref,) = {media["schema"]["$ref"] for media in body["content"].values()}
+    documented = schema.raw_schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    fields = {info.alias or name: info for name, info in model.model_fields.items()}
+    assert set(documented.get("required", [])) == {
+        alias for alias, info in fields.items() if info.is_required()
+    }
+    assert set(fields) <= set(documented["properties"])
+    assert documented.get("additionalProperties") is True
+    assert model.model_config.get("extra") == "allow"
 
 
 # ----------------------------------------------------------------------------- stateless
