@@ -160,7 +160,7 @@ async def _connector_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ConnectorError)
     if isinstance(exc, Unauthorized) and request.url.path.startswith(GIFTCARD_PREFIX + "/"):
         # The Gift Card Hub requires 401 (missing) and 403 (wrong) with an empty body.
-        return Response(status_code=exc.http_status)
+        return Response(status_code=exc.http_status, headers={"Cache-Control": "no-store"})
     if exc.http_status >= 500:
         log.error("%s %s failed: %r", request.method, request.url.path, exc)
     response = _error(exc.http_status, exc.code, exc.message)

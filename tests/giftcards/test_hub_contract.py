@@ -65,6 +65,7 @@ async def test_auth_probes_get_an_empty_401_or_403_and_change_nothing(
         response = await hub.request(method, url, json=payload, headers=probe_headers)
         assert response.status_code == status, (method, url, response.text)
         assert response.content == b"", (method, url)
+        assert response.headers["Cache-Control"] == "no-store"
     assert await ledger_of(services, card) == before
     listing = await hub.get(f"/giftcards/{card}/transactions", headers=headers)
     assert len(listing.json()) == 2  # the operator's load and the debit
