@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import httpx
 import pytest
@@ -61,15 +61,14 @@ from connector.app import PAYMENT_PROVIDER_PREFIX, create_app
 from tests import payloads
 from tests.conftest import MerchantCredentials, make_settings
 from tests.schemathesis_support import (
+    Case,
+    Operation,
     httpx_request,
     hypothesis_settings,
     operations_by_id,
     schemathesis_config,
 )
 from tests.schemathesis_support import operation_id as _operation_id
-
-Case: TypeAlias = "schemathesis.Case[Any]"
-Operation: TypeAlias = "schemathesis.APIOperation[Any, Any, Any, Any]"
 
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
 ORIGIN = "http://testserver"

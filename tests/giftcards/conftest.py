@@ -108,3 +108,14 @@ async def ledger_of(services: Services, card_id: str) -> dict[str, int]:
         "ledger_available": sum(e.available_delta for e in entries),
         "ledger_held": sum(e.held_delta for e in entries),
     }
+
+
+async def assert_ledger(services: Services, card_id: str, available: int, held: int) -> None:
+    """The card's running totals are `available` and `held` (minor units), and so are the sums
+    of its ledger entries."""
+    assert await ledger_of(services, card_id) == {
+        "available": available,
+        "held": held,
+        "ledger_available": available,
+        "ledger_held": held,
+    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from connector.app import Services
-from tests.giftcards.conftest import IssueCard, debit, ledger_of
+from tests.giftcards.conftest import IssueCard, assert_ledger, debit, ledger_of
 
 
 async def _sum(hub: httpx.AsyncClient, url: str, headers: dict[str, str]) -> float:
@@ -110,8 +110,7 @@ async def test_checkout_settle_and_cancel_as_the_hub_does(
 
     final = await hub.get(f"/giftcards/{card_id}", headers=headers)
     assert final.json()["balance"] == 100
-    totals = await ledger_of(services, card_id)
-    assert totals == {"available": 10000, "held": 0, "ledger_available": 10000, "ledger_held": 0}
+    await assert_ledger(services, card_id, available=10000, held=0)
 
 
 async def test_cancelling_before_settlement_releases_the_hold(
@@ -142,8 +141,7 @@ async def test_cancelling_before_settlement_releases_the_hold(
         f"{url}/cancellations", json={"value": 15, "requestId": "f"}, headers=headers
     )
     assert refunded.status_code == 200
-    totals = await ledger_of(services, card_id)
-    assert totals == {"available": 5000, "held": 0, "ledger_available": 5000, "ledger_held": 0}
+    await assert_ledger(services, card_id, available=5000, held=0)
 
 
 async def test_a_card_created_by_the_hub_starts_at_zero_and_is_loaded_by_a_credit(

@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from connector.app import Services
 from connector.db.tables import GiftCard, utcnow
-from tests.giftcards.conftest import IssueCard, debit, ledger_of
+from tests.giftcards.conftest import IssueCard, assert_ledger, debit, ledger_of
 
 
 async def _post(hub: httpx.AsyncClient, url: str, body: Any, headers: dict[str, str]) -> Any:
@@ -101,12 +101,7 @@ async def test_more_than_the_balance_is_refused_and_changes_nothing(
     assert "20.00 BRL" in refused.json()["message"]
     exact = await _post(hub, f"/giftcards/{card}/transactions", debit(issued, 20), headers)
     assert exact.status_code == 200
-    assert await ledger_of(services, card) == {
-        "available": 0,
-        "held": 2_000,
-        "ledger_available": 0,
-        "ledger_held": 2_000,
-    }
+    await assert_ledger(services, card, available=0, held=2_000)
 
 
 async def test_unknown_cards_and_transactions_are_404(
@@ -223,12 +218,7 @@ async def test_credits_recharge_and_can_be_taken_back_while_unspent(
     assert back.status_code == 422 and back.json()["code"] == "insufficient-balance"
     back = await _post(hub, f"{credit_url}/cancellations", {"value": 10, "requestId": "r"}, headers)
     assert back.status_code == 200
-    assert await ledger_of(services, card) == {
-        "available": 0,
-        "held": 4_000,
-        "ledger_available": 0,
-        "ledger_held": 4_000,
-    }
+    await assert_ledger(services, card, available=0, held=4_000)
 
 
 async def test_a_single_load_card_takes_one_credit(
@@ -260,12 +250,7 @@ async def test_an_expired_hold_is_released_as_a_cancellation_once(
     assert [item["value"] for item in cancellations] == [35]
     refused = await _post(hub, f"{url}/settlements", {"value": 1, "requestId": "late"}, headers)
     assert refused.status_code == 422
-    assert await ledger_of(services, card) == {
-        "available": 7_500,
-        "held": 0,
-        "ledger_available": 7_500,
-        "ledger_held": 0,
-    }
+    await assert_ledger(services, card, available=7_500, held=0)
 
 
 @pytest.mark.parametrize(
@@ -289,9 +274,4 @@ async def test_the_background_worker_releases_expired_holds(
         if (await ledger_of(services, card))["held"] == 0:
             break
         await asyncio.sleep(0.1)
-    assert await ledger_of(services, card) == {
-        "available": 10_000,
-        "held": 0,
-        "ledger_available": 10_000,
-        "ledger_held": 0,
-    }
+    await assert_ledger(services, card, available=10_000, held=0)

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 from unittest import mock
 
 import httpx
@@ -69,15 +69,14 @@ from protocol.giftcards import (
 )
 from tests.conftest import MerchantCredentials, make_settings
 from tests.schemathesis_support import (
+    Case,
+    Operation,
     httpx_request,
     hypothesis_settings,
     operations_by_id,
     schemathesis_config,
 )
 from tests.schemathesis_support import operation_id as _operation_id
-
-Case: TypeAlias = "schemathesis.Case[Any]"
-Operation: TypeAlias = "schemathesis.APIOperation[Any, Any, Any, Any]"
 
 OPENAPI_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
 ORIGIN = "http://testserver"
