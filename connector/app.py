@@ -25,6 +25,10 @@ from connector.acquirers import sandbox_pages
 from connector.acquirers.base import Acquirer
 from connector.acquirers.http import HttpAcquirer
 from connector.acquirers.sandbox import SandboxAcquirer
+from connector.antifraud import admin as antifraud_admin
+from connector.antifraud import routes as antifraud_routes
+from connector.antifraud.rulesets import RuleBook, default_rules
+from connector.antifraud.service import AntifraudService
 from connector.db.engine import Database
 from connector.db.migrate import current_revision, head_revision
 from connector.errors import ConnectorError, Unauthorized
@@ -39,7 +43,7 @@ from connector.payments.manifest import build_manifest
 from connector.payments.operations import OperationService
 from connector.payments.outcomes import Outcomes
 from connector.payments.service import PaymentService
-from connector.security import FieldCipher
+from connector.security import BlindIndex, FieldCipher
 from connector.settings import Settings
 from protocol.payments import ErrorBody, Manifest
 
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 
 PAYMENT_PROVIDER_PREFIX = "/payment-provider"
 GIFTCARD_PREFIX = "/giftcard"
+ANTIFRAUD_PREFIX = "/antifraud"
 ADMIN_PREFIX = "/admin"
 
 
@@ -63,6 +68,7 @@ class Services:
     dispatcher: Dispatcher
     giftcards: GiftCardService
     ledger: GiftCardLedger
+    antifraud: AntifraudService
     http: httpx.AsyncClient
     acquirer_http: httpx.AsyncClient
 
@@ -101,6 +107,13 @@ def build_services(settings: Settings) -> Services:
     cipher = FieldCipher(settings.encryption_keys)
     payments = PaymentService(database, settings, cipher, acquirers)
     giftcards, ledger = build_giftcards(database, settings, cipher)
+    rulebook = RuleBook(
+        database,
+        default_rules(settings.antifraud_rules_file),
+        settings.antifraud_rules_cache_seconds,
+    )
+    blind_index = BlindIndex.from_secret(settings.blind_index_secret())
+    antifraud = AntifraudService(database, settings, cipher, blind_index, rulebook)
     # Callbacks never follow redirects: a redirect could lead off the allow-list.
     http = httpx.AsyncClient(follow_redirects=False, timeout=settings.callback_timeout_seconds)
     return Services(
@@ -115,6 +128,7 @@ def build_services(settings: Settings) -> Services:
         dispatcher=Dispatcher(database, settings, http),
         giftcards=giftcards,
         ledger=ledger,
+        antifraud=antifraud,
         http=http,
         acquirer_http=acquirer_http,
     )
@@ -122,13 +136,14 @@ def build_services(settings: Settings) -> Services:
 
 @asynccontextmanager
 async def background_workers(services: Services) -> AsyncIterator[None]:
-    """The callback dispatcher, the pending-payment reconciler and the gift card hold expiry,
-    stopped on exit."""
+    """The callback dispatcher, the pending-payment reconciler, the gift card hold expiry and the
+    anti-fraud deadlines, stopped on exit."""
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(services.dispatcher.run(stop), name="outbox-dispatcher"),
         asyncio.create_task(services.outcomes.run(stop), name="reconciler"),
         asyncio.create_task(services.ledger.run(stop), name="giftcard-hold-expiry"),
+        asyncio.create_task(services.antifraud.run(stop), name="antifraud-deadlines"),
     ]
     try:
         yield
@@ -260,7 +275,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Mount(PAYMENT_PROVIDER_PREFIX, routes=payment_routes.routes),
             Mount(GIFTCARD_PREFIX, routes=giftcard_routes.routes),
-            Mount(ADMIN_PREFIX, routes=giftcard_admin.routes),
+            Mount(ANTIFRAUD_PREFIX, routes=antifraud_routes.routes),
+            Mount(ADMIN_PREFIX, routes=giftcard_admin.routes + antifraud_admin.routes),
             Mount("/provider/webhooks", routes=webhooks.routes),
             Mount("/sandbox", routes=sandbox_pages.routes),
             Route("/openapi.json", openapi_json, methods=["GET"]),

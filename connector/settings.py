@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -158,6 +159,25 @@ class Settings(BaseSettings):
     # storing them in the clear. Unset: derived from the first encryption key (set it explicitly
     # before you ever rotate encryption keys, or owners' cards stop being found by `_search`).
     blind_index_key: SecretStr | None = None
+
+    # ----- anti-fraud (Anti-fraud Provider Protocol, under /antifraud)
+    # What the anti-fraud manifest advertises (reference, A10).
+    antifraud_cardholder_document: Literal["required", "optional", "unused"] = "optional"
+    antifraud_allow_on_gift_card: bool = True
+    # JSON, e.g. [{"name": "Policy", "type": "select", "options": [...]}]
+    antifraud_custom_fields: list[ManifestCustomField] = Field(default_factory=list)
+    # The rule file of merchants without their own; unset: the shipped default
+    # (connector/antifraud/default_rules.yaml).
+    antifraud_rules_file: Path | None = None
+    # How long a process trusts its copy of a merchant's rules (a load elsewhere takes this long).
+    antifraud_rules_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # Currency of amounts when a payment names none.
+    antifraud_default_currency: str = Field(default="BRL", pattern=r"^[A-Z]{3}$")
+    # How often review deadlines and test-suite hook scenarios are looked for.
+    antifraud_poll_seconds: float = Field(default=1.0, gt=0)
+    # Test-suite ids ending in 5 or 6 are decided, and the hook sent, this long after the POST
+    # (VTEX waits 10 s for the hook).
+    antifraud_test_suite_hook_delay_seconds: float = Field(default=2.0, ge=0, le=8)
 
     # ----- operators
     # Bearer token of the admin API (/admin); unset disables it (every call answers 401).

@@ -1,9 +1,11 @@
 """Wire models of the operators' admin API (`/admin`, bearer token): issuing, loading, blocking
-and inspecting gift cards. The same models read the rows of a bulk-issue CSV file."""
+and inspecting gift cards; deciding anti-fraud reviews. The same models read the rows of a
+bulk-issue CSV file."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,3 +47,10 @@ class CreditRequest(_Strict):
 
 class StatusChangeRequest(_Strict):
     reason: str = Field(min_length=1, max_length=400)
+
+
+class ReviewDecisionRequest(_Strict):
+    """An operator's decision on an order in the anti-fraud review queue."""
+
+    decision: Literal["approved", "denied"]
+    reason: str = Field(min_length=1, max_length=500)

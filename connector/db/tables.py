@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -167,16 +168,20 @@ class SandboxAcquirerCall(Base):
 
 
 class OutboxMessage(Base):
-    """An outbound call (a payment callback), written in the transaction of the state change that
-    causes it and delivered afterwards by a dispatcher. One per payment and kind: a decision is
-    announced once."""
+    """An outbound call (a payment callback or an anti-fraud hook), written in the transaction of
+    the state change that causes it and delivered afterwards by a dispatcher. One per payment (or
+    analysis) and kind: a decision is announced once."""
 
     __tablename__ = "outbox"
-    __table_args__ = (UniqueConstraint("payment_pk", "kind"),)
+    __table_args__ = (
+        UniqueConstraint("payment_pk", "kind"),
+        Index("uq_outbox_analysis_pk_kind", "analysis_pk", "kind", unique=True),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     kind: Mapped[str] = mapped_column(String(30))
     payment_pk: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payments.id"))
+    analysis_pk: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("antifraud_analyses.id"))
     url: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), index=True)  # pending, delivered, dead
@@ -323,3 +328,95 @@ class GiftCardEntry(Base):
     held_delta: Mapped[int] = mapped_column(BigInteger)
     note: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ----------------------------------------------------------------------------- anti-fraud
+
+
+class AntifraudAnalysis(Base):
+    """One anti-fraud analysis, unique per merchant and VTEX transaction id: a repeated
+    `POST /transactions` answers this row again.
+
+    `status` is what VTEX reads (`approved`, `denied`, `undefined`). An `undefined` analysis waits
+    for an operator (`analysis_type` manual: the review queue) or, in test-suite mode, for its
+    scripted decision; at `deadline` it takes `default_decision`. The subject digests (keyed
+    hashes, never the values) are what velocity rules count by.
+    """
+
+    __tablename__ = "antifraud_analyses"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "transaction_id"),
+        CheckConstraint("status IN ('approved', 'denied', 'undefined')", name="status_known"),
+        CheckConstraint("score >= 0 AND score <= 100", name="score_range"),
+        Index("ix_antifraud_analyses_card", "merchant_id", "card_key", "created_at"),
+        Index("ix_antifraud_analyses_email", "merchant_id", "email_key", "created_at"),
+        Index("ix_antifraud_analyses_document", "merchant_id", "document_key", "created_at"),
+        Index("ix_antifraud_analyses_ip", "merchant_id", "ip_key", "created_at"),
+        Index("ix_antifraud_analyses_device", "merchant_id", "device_key", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    transaction_id: Mapped[str] = mapped_column(String(255))
+    # Ours, unique: the `tid` VTEX stores, and the id operators decide reviews by.
+    tid: Mapped[str] = mapped_column(String(40), unique=True)
+    reference: Mapped[str | None] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(20))
+    analysis_type: Mapped[str] = mapped_column(String(20))
+    score: Mapped[int] = mapped_column(Integer)
+    responses: Mapped[dict[str, str]] = mapped_column(JSON)
+    code: Mapped[str | None] = mapped_column(String(100))
+    message: Mapped[str | None] = mapped_column(String(500))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    hook_url: Mapped[str | None] = mapped_column(Text)
+    is_test_suite: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Test-suite ids ending in 3 or 4: how many status reads still answer `undefined`.
+    pending_reads: Mapped[int] = mapped_column(Integer, default=0)
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    default_decision: Mapped[str | None] = mapped_column(String(20))
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decision_reason: Mapped[str | None] = mapped_column(String(500))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ruleset_version: Mapped[int | None] = mapped_column(Integer)
+    card_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    email_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    document_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    ip_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    device_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # The order as VTEX sent it (buyer, addresses, IP...), Fernet-encrypted, for reviewers.
+    order_data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AntifraudSubject(Base):
+    """A card, email, document, IP or device a merchant has seen, by keyed hash. Analyses upsert
+    their subjects before counting them, which locks these rows until commit: two concurrent
+    analyses of one card, on any process, count one after the other (velocity stays exact)."""
+
+    __tablename__ = "antifraud_subjects"
+    __table_args__ = (UniqueConstraint("merchant_id", "kind", "digest"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    kind: Mapped[str] = mapped_column(String(10))
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AntifraudRuleSet(Base):
+    """A merchant's rule file, as loaded: every load is a new version, the highest is active."""
+
+    __tablename__ = "antifraud_rulesets"
+    __table_args__ = (UniqueConstraint("merchant_id", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    loaded_by: Mapped[str] = mapped_column(String(100))
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

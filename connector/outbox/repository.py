@@ -22,17 +22,21 @@ class OutboxRepository:
         self,
         *,
         kind: str,
-        payment_pk: uuid.UUID,
         url: str,
         payload: dict[str, Any],
         available_at: datetime,
         deadline: datetime,
+        payment_pk: uuid.UUID | None = None,
+        analysis_pk: uuid.UUID | None = None,
     ) -> None:
+        """One message about a payment (a callback) or an anti-fraud analysis (a hook)."""
+        assert (payment_pk is None) != (analysis_pk is None)
         self._session.add(
             OutboxMessage(
                 id=uuid.uuid4(),
                 kind=kind,
                 payment_pk=payment_pk,
+                analysis_pk=analysis_pk,
                 url=url,
                 payload=payload,
                 status=PENDING,

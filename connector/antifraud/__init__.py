@@ -1,0 +1,1 @@
+"""The Anti-fraud Provider Protocol: routes, the rules engine, the review queue."""
