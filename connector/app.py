@@ -27,8 +27,7 @@ from connector.acquirers.http import HttpAcquirer
 from connector.acquirers.sandbox import SandboxAcquirer
 from connector.antifraud import admin as antifraud_admin
 from connector.antifraud import routes as antifraud_routes
-from connector.antifraud.rulesets import RuleBook, default_rules
-from connector.antifraud.service import AntifraudService
+from connector.antifraud.service import AntifraudService, build_antifraud
 from connector.db.engine import Database
 from connector.db.migrate import current_revision, head_revision
 from connector.errors import ConnectorError, Unauthorized
@@ -43,7 +42,7 @@ from connector.payments.manifest import build_manifest
 from connector.payments.operations import OperationService
 from connector.payments.outcomes import Outcomes
 from connector.payments.service import PaymentService
-from connector.security import BlindIndex, FieldCipher
+from connector.security import FieldCipher
 from connector.settings import Settings
 from protocol.payments import ErrorBody, Manifest
 
@@ -107,13 +106,7 @@ def build_services(settings: Settings) -> Services:
     cipher = FieldCipher(settings.encryption_keys)
     payments = PaymentService(database, settings, cipher, acquirers)
     giftcards, ledger = build_giftcards(database, settings, cipher)
-    rulebook = RuleBook(
-        database,
-        default_rules(settings.antifraud_rules_file),
-        settings.antifraud_rules_cache_seconds,
-    )
-    blind_index = BlindIndex.from_secret(settings.blind_index_secret())
-    antifraud = AntifraudService(database, settings, cipher, blind_index, rulebook)
+    antifraud = build_antifraud(database, settings, cipher)
     # Callbacks never follow redirects: a redirect could lead off the allow-list.
     http = httpx.AsyncClient(follow_redirects=False, timeout=settings.callback_timeout_seconds)
     return Services(

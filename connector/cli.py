@@ -1,4 +1,5 @@
-"""`connector serve | migrate | worker | merchants ... | giftcards ... | outbox ... | keys ...`"""
+"""`connector serve | migrate | worker | merchants ... | giftcards ... | reviews ... | rules ... |
+outbox ... | keys ...`"""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from connector.antifraud import cli as antifraud_cli
 from connector.db.engine import Database
 from connector.errors import BadRequest, ConnectorError, NotFound
 from connector.merchants import IssuedCredentials, MerchantService
@@ -452,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     card_commands.add_parser(
         "expire-holds", help="release holds not settled in time, now"
     ).set_defaults(handler=giftcards_expire_holds)
+
+    antifraud_cli.register(commands)
 
     commands.add_parser(
         "worker", help="deliver callbacks and reconcile pending payments (no HTTP)"

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from connector.antifraud.facts import SUBJECTS, Facts
 from connector.antifraud.repository import UNDEFINED, AntifraudRepository
 from connector.antifraud.rules import History, RuleSet, Tally, Verdict
-from connector.antifraud.rulesets import ActiveRules, RuleBook
+from connector.antifraud.rulesets import ActiveRules, RuleBook, default_rules
 from connector.db.engine import Database
 from connector.db.tables import AntifraudAnalysis, Merchant, utcnow
 from connector.errors import BadRequest, Conflict, NotFound
@@ -466,3 +466,16 @@ class AntifraudService:
 
 def money(analysis: AntifraudAnalysis) -> str:
     return f"{from_minor(analysis.amount_minor, analysis.currency)} {analysis.currency}"
+
+
+def build_antifraud(
+    database: Database, settings: Settings, cipher: FieldCipher
+) -> AntifraudService:
+    """The service with the deployment's default rules (InvalidRules if that file is bad)."""
+    rulebook = RuleBook(
+        database,
+        default_rules(settings.antifraud_rules_file),
+        settings.antifraud_rules_cache_seconds,
+    )
+    blind_index = BlindIndex.from_secret(settings.blind_index_secret())
+    return AntifraudService(database, settings, cipher, blind_index, rulebook)
