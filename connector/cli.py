@@ -128,7 +128,8 @@ def keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
-    """Deliver callbacks and reconcile pending payments, without serving HTTP."""
+    """Deliver callbacks and hooks, reconcile pending payments, release expired gift card holds
+and decide overdue anti-fraud reviews, without serving HTTP."""
     import signal
 
     from connector.app import background_workers, build_services, check_schema
@@ -164,6 +165,7 @@ def outbox_list(args: argparse.Namespace, settings: Settings) -> int:
                 "attempts": m.attempts,
                 "url": m.url.split("?")[0],
                 "paymentId": m.payload.get("paymentId"),
+                "antifraudTransactionId": m.payload.get("id") if m.analysis_pk else None,
                 "lastError": m.last_error,
                 "createdAt": m.created_at.isoformat(),
                 "deliveredAt": m.delivered_at.isoformat() if m.delivered_at else None,

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from connector.antifraud.repository import AntifraudRepository
 from connector.db.engine import Database
 from connector.giftcards.repository import GiftCardRepository
 from connector.payments.repository import PaymentRepository
@@ -17,7 +18,7 @@ BATCH = 500
 Batch = Callable[[AsyncSession, uuid.UUID], Awaitable[list[tuple[uuid.UUID, bytes]]]]
 Store = Callable[[AsyncSession, uuid.UUID, bytes], Awaitable[None]]
 
-# Every encrypted column: payments' buyer data and gift card owners.
+# Every encrypted column: payments' buyer data, gift card owners, anti-fraud orders.
 _SOURCES: list[tuple[Batch, Store]] = [
     (
         lambda session, after: PaymentRepository(session).personal_data_batch(after, BATCH),
@@ -26,6 +27,10 @@ _SOURCES: list[tuple[Batch, Store]] = [
     (
         lambda session, after: GiftCardRepository(session).owner_batch(after, BATCH),
         lambda session, pk, blob: GiftCardRepository(session).set_owner(pk, blob),
+    ),
+    (
+        lambda session, after: AntifraudRepository(session).order_data_batch(after, BATCH),
+        lambda session, pk, blob: AntifraudRepository(session).set_order_data(pk, blob),
     ),
 ]
 

@@ -153,6 +153,23 @@ class AntifraudRepository:
             await self._session.scalars(query.order_by(AntifraudAnalysis.deadline).limit(limit))
         )
 
+    async def order_data_batch(self, after: uuid.UUID, limit: int) -> list[tuple[uuid.UUID, bytes]]:
+        """Encrypted orders in primary-key order, for key rotation."""
+        rows = await self._session.execute(
+            select(AntifraudAnalysis.id, AntifraudAnalysis.order_data)
+            .where(AntifraudAnalysis.id > after, AntifraudAnalysis.order_data.is_not(None))
+            .order_by(AntifraudAnalysis.id)
+            .limit(limit)
+        )
+        return [(pk, blob) for pk, blob in rows if blob is not None]
+
+    async def set_order_data(self, analysis_pk: uuid.UUID, blob: bytes) -> None:
+        await self._session.execute(
+            update(AntifraudAnalysis)
+            .where(AntifraudAnalysis.id == analysis_pk)
+            .values(order_data=blob)
+        )
+
     # ------------------------------------------------------------------------- velocity
 
     async def lock_subjects(

@@ -30,6 +30,7 @@ from connector.antifraud.rulesets import ActiveRules, RuleBook, default_rules
 from connector.db.engine import Database
 from connector.db.tables import AntifraudAnalysis, Merchant, utcnow
 from connector.errors import BadRequest, Conflict, NotFound
+from connector.outbox.allowlist import callback_url_allowed
 from connector.outbox.repository import OutboxRepository
 from connector.security import BlindIndex, FieldCipher, generate_public_id
 from connector.settings import Settings
@@ -102,6 +103,7 @@ class AntifraudService:
         self, merchant: Merchant, request: AnalysisRequest, *, test_suite: bool
     ) -> AntifraudAnalysis:
         """`POST /transactions`: the stored analysis of this id, or a new one."""
+        self._check_hook(request.hook)
         facts = self._facts(request)
         scenario = TEST_SCENARIOS.get(request.id[-1]) if test_suite else None
         rules = None if scenario else await self.rulebook.for_merchant(merchant.id)
@@ -181,6 +183,7 @@ class AntifraudService:
         if request.id != transaction_id:
             raise BadRequest("the body's id must be the transaction id of the path",
                              code="id-mismatch")  # fmt: skip
+        self._check_hook(request.hook)
         facts = self._facts(request)
         async with self._db.writer() as session:
             repo = AntifraudRepository(session)
@@ -296,6 +299,19 @@ class AntifraudService:
             return Facts.of(request, self._settings.antifraud_default_currency)
         except InvalidAmount as error:
             raise BadRequest(str(error), code="invalid-amount") from error
+
+    def _check_hook(self, url: str | None) -> None:
+        """The SSRF guard of payment callbacks, at request time: a hook URL off the allow-list is
+        refused before anything is stored, rather than failing silently at the first decision."""
+        settings = self._settings
+        if url and not callback_url_allowed(
+            url, settings.callback_allowed_hosts, settings.callback_allow_loopback
+        ):
+            log.warning("refused a hook URL off the allow-list: %s", url.split("?")[0])
+            raise BadRequest(
+                "hook must be https on an allowed host (CONNECTOR_CALLBACK_ALLOWED_HOSTS)",
+                code="hook-url-not-allowed",
+            )
 
     def _digests(self, facts: Facts) -> dict[str, bytes]:
         found = {}

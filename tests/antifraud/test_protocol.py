@@ -336,6 +336,23 @@ async def test_bad_input_is_a_400_and_stores_nothing(
     assert await analyses(services) == 0
 
 
+async def test_a_hook_off_the_allow_list_is_refused_before_anything_is_stored(
+    antifraud: httpx.AsyncClient, headers: dict[str, str], services: Services
+) -> None:
+    for hook in (
+        "https://attacker.example.org/steal",
+        "http://hook.example.com/plain-http",
+        "https://10.0.0.1/x",
+        "https://user:pw@hook.example.com/x",
+    ):
+        body = order(hook=hook)
+        for method, path in (("POST", "/transactions"), ("PUT", f"/transactions/{body['id']}")):
+            response = await antifraud.request(method, path, json=body, headers=headers)
+            assert response.status_code == 400, (hook, method)
+            assert response.json()["code"] == "hook-url-not-allowed"
+    assert await analyses(services) == 0
+
+
 # ----------------------------------------------------------------------------- PUT and DELETE
 
 

@@ -137,15 +137,25 @@ async def test_key_rotation_reencrypts_every_row(
     found = await services.merchants.by_name(merchant.name)
     assert found is not None
     await services.giftcards.issue(found, IssueOrder(profile_id="ana@example.com"))
+    from protocol.antifraud import AnalysisRequest
+    from tests.antifraud.conftest import order
+
+    await services.antifraud.analyse(
+        found, AnalysisRequest.model_validate(order()), test_suite=False
+    )
     new_key = SecretStr(Fernet.generate_key().decode())
     both = FieldCipher([new_key, *services.settings.encryption_keys])
-    assert await reencrypt_personal_data(services.database, both) == 4
+    assert await reencrypt_personal_data(services.database, both) == 5
     only_new = FieldCipher([new_key])
     async with services.database.reader() as session:
         blobs = (await session.execute(text("SELECT personal_data FROM payments"))).scalars()
         emails = {only_new.decrypt_json(bytes(blob))["buyer"]["email"] for blob in blobs}
         owners = (await session.execute(text("SELECT owner FROM giftcards"))).scalars()
         owner_names = {only_new.decrypt_json(bytes(blob)) for blob in owners}
+        orders = await session.execute(text("SELECT order_data FROM antifraud_analyses"))
+        buyers = {only_new.decrypt_json(bytes(blob))["miniCart"]["buyer"]["email"]
+                  for blob in orders.scalars()}  # fmt: skip
+    assert buyers == {"john.doe@example.com"}
     assert emails == {"john.doe@example.com"}
     assert owner_names == {"ana@example.com"}
 
