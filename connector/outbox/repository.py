@@ -30,7 +30,7 @@ class OutboxRepository:
         analysis_pk: uuid.UUID | None = None,
     ) -> None:
         """One message about a payment (a callback) or an anti-fraud analysis (a hook)."""
-        assert (payment_pk is None) != (analysis_pk is None)
+        assert payment_pk is None or analysis_pk is None, "a message is about one thing"
         self._session.add(
             OutboxMessage(
                 id=uuid.uuid4(),
