@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocol.payments import NameValue, NullableStr
+from protocol import payments
+from protocol.payments import Address, NameValue, NullableStr
 
 # A VTEX transaction id: the spec bounds it at 255; no NUL (PostgreSQL text cannot hold one).
 TransactionId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00/]+$")]
@@ -30,25 +31,7 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-class Address(_Lenient):
-    country: NullableStr = None  # ISO 3166-1 alpha-3 in VTEX's examples ("BRA")
-    street: NullableStr = None
-    number: NullableStr = None
-    complement: NullableStr = None
-    neighborhood: NullableStr = None
-    postal_code: NullableStr = Field(default=None, alias="postalCode")
-    city: NullableStr = None
-    state: NullableStr = None
-
-
-class Buyer(_Lenient):
-    id: NullableStr = None
-    first_name: NullableStr = Field(default=None, alias="firstName")
-    last_name: NullableStr = Field(default=None, alias="lastName")
-    document: NullableStr = None
-    document_type: NullableStr = Field(default=None, alias="documentType")
-    email: NullableStr = None
-    phone: NullableStr = None
+class Buyer(payments.Buyer):
     address: Address | None = None
 
 

@@ -29,8 +29,9 @@ from connector.db.migrate import upgrade
 from connector.settings import Settings
 from tests.postgres import run_admin_statement
 
-# `two_servers`: two `connector serve` processes on the test database.
-pytest_plugins = ["tests.servers"]
+# `two_servers`: two `connector serve` processes on the test database; `environment`: settings
+# for `connector ...` commands run in a test.
+pytest_plugins = ["tests.servers", "tests.cli_support"]
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "CONNECTOR_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"

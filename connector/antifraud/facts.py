@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from connector.antifraud.geo import bin_country, country_alpha2, ip_country
-from protocol.antifraud import Address, AnalysisRequest, Payment
+from protocol.antifraud import AnalysisRequest, Payment
 from protocol.money import InvalidAmount, exponent, from_minor, to_minor
+from protocol.payments import Address
 
 SUBJECTS = ("card", "email", "document", "ip", "device")
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")

@@ -16,10 +16,10 @@ from sqlalchemy import update
 from starlette.applications import Starlette
 
 from connector.app import Services
-from connector.cli import main
 from connector.db.tables import AntifraudAnalysis, utcnow
 from tests.antifraud.conftest import order
-from tests.conftest import ENCRYPTION_KEY, MerchantCredentials
+from tests.cli_support import run
+from tests.conftest import MerchantCredentials
 from tests.receiver import Receiver, running_receiver
 
 pytestmark = pytest.mark.anyio
@@ -212,21 +212,6 @@ async def test_rule_files_are_versioned_validated_and_read_back(
 
 
 # ----------------------------------------------------------------------------- the CLI
-
-
-@pytest.fixture
-def environment(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    monkeypatch.setenv("CONNECTOR_DATABASE_URL", database_url)
-    monkeypatch.setenv("CONNECTOR_ENCRYPTION_KEYS", ENCRYPTION_KEY)
-    return tmp_path
-
-
-async def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """The command in a thread: it runs its own event loop, as from a shell."""
-    code = await asyncio.to_thread(main, list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 async def test_the_cli_loads_rules_lists_and_denies_reviews(

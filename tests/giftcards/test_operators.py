@@ -3,7 +3,6 @@ Codes are shown in full once, when issued, and stored only as a hash."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -16,10 +15,10 @@ from sqlalchemy import select, text, update
 from starlette.applications import Starlette
 
 from connector.app import Services
-from connector.cli import main
 from connector.db.tables import GiftCard, GiftCardTransaction, utcnow
 from connector.security import redemption_code_digest
-from tests.conftest import ENCRYPTION_KEY, MerchantCredentials
+from tests.cli_support import run
+from tests.conftest import MerchantCredentials
 from tests.giftcards.conftest import debit, hub_headers
 
 ADMIN_TOKEN = "s3cret-admin-token-for-tests"
@@ -151,21 +150,6 @@ async def test_without_a_token_the_admin_api_is_off(admin: httpx.AsyncClient) ->
 
 
 # ----------------------------------------------------------------------------- the CLI
-
-
-@pytest.fixture
-def environment(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    monkeypatch.setenv("CONNECTOR_DATABASE_URL", database_url)
-    monkeypatch.setenv("CONNECTOR_ENCRYPTION_KEYS", ENCRYPTION_KEY)
-    return tmp_path
-
-
-async def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """The command in a thread: it runs its own event loop, as from a shell."""
-    code = await asyncio.to_thread(main, list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 async def test_the_cli_issues_from_a_csv_file_and_inspects(
