@@ -54,6 +54,7 @@ bench: install
 	$(BIN)/python tests/load/bench_authorize.py --database postgresql
 	$(BIN)/python tests/load/bench_callbacks.py
 	$(BIN)/python -m tests.load.bench_giftcards
+	$(BIN)/python -m tests.load.bench_antifraud
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
