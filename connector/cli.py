@@ -129,7 +129,7 @@ def keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     """Deliver callbacks and hooks, reconcile pending payments, release expired gift card holds
-and decide overdue anti-fraud reviews, without serving HTTP."""
+    and decide overdue anti-fraud reviews, without serving HTTP."""
     import signal
 
     from connector.app import background_workers, build_services, check_schema

@@ -9,8 +9,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CursorResult, exists, func, select, update
+from sqlalchemy import (
+    CursorResult,
+    Integer,
+    Select,
+    String,
+    func,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +30,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from connector.db.tables import AntifraudAnalysis, AntifraudRuleSet, AntifraudSubject
 
 UNDEFINED = "undefined"
+SEEN = -1  # marks the "any earlier analysis?" rows of `history`
 
 
 def _changed(result: object) -> bool:
@@ -194,35 +206,57 @@ class AntifraudRepository:
             )
         )
 
-    async def tally(
-        self, merchant_id: uuid.UUID, kind: str, digest: bytes, since: datetime
-    ) -> tuple[int, int]:
-        """(count, total minor units) of this merchant's analyses of a subject since `since`."""
-        column = subject_column(kind)
-        row = (
-            await self._session.execute(
-                select(func.count(), func.coalesce(func.sum(AntifraudAnalysis.amount_minor), 0))
-                .select_from(AntifraudAnalysis)
-                .where(
+    async def history(
+        self,
+        merchant_id: uuid.UUID,
+        windows: Sequence[tuple[str, bytes, int, datetime]],
+        identities: Sequence[tuple[str, bytes]],
+    ) -> tuple[dict[tuple[str, int], tuple[int, int]], set[str]]:
+        """In one round trip: for each (subject kind, digest, window seconds, since), the count
+        and total minor units of this merchant's analyses of that subject since then; and which
+        identities (kind, digest) have any analysis at all. Each part is an index range scan."""
+        parts: list[Select[str, int, int, int]] = []
+        for kind, digest, seconds, since in windows:
+            parts.append(
+                select(
+                    literal(kind, String),
+                    literal(seconds, Integer),
+                    func.count(),
+                    func.coalesce(func.sum(AntifraudAnalysis.amount_minor), 0),
+                ).where(
                     AntifraudAnalysis.merchant_id == merchant_id,
-                    column == digest,
+                    subject_column(kind) == digest,
                     AntifraudAnalysis.created_at >= since,
                 )
             )
-        ).one()
-        return int(row[0]), int(row[1])
-
-    async def seen_before(self, merchant_id: uuid.UUID, kind: str, digest: bytes) -> bool:
-        column = subject_column(kind)
-        found = await self._session.scalar(
-            select(
-                exists().where(
+        for kind, digest in identities:
+            earlier = (
+                select(AntifraudAnalysis.id)
+                .where(
                     AntifraudAnalysis.merchant_id == merchant_id,
-                    column == digest,
+                    subject_column(kind) == digest,
                 )
+                .limit(1)
+                .subquery()
             )
-        )
-        return bool(found)
+            parts.append(
+                select(
+                    literal(kind, String), literal(SEEN, Integer), func.count(), literal(0, Integer)
+                ).select_from(earlier)
+            )
+        if not parts:
+            return {}, set()
+        statement = parts[0] if len(parts) == 1 else union_all(*parts)
+        tallies: dict[tuple[str, int], tuple[int, int]] = {}
+        returning: set[str] = set()
+        rows: list[Any] = list(await self._session.execute(statement))
+        for kind, seconds, count, amount in rows:
+            if seconds == SEEN:
+                if count:
+                    returning.add(kind)
+            else:
+                tallies[(kind, int(seconds))] = (int(count), int(amount))
+        return tallies, returning
 
     # ------------------------------------------------------------------------- rule sets
 

@@ -78,9 +78,10 @@ class Tally:
 class History:
     """What the database knows about the order's subjects, as the rules asked for it."""
 
-    tallies: dict[tuple[Subject, int], Tally] = field(default_factory=dict)
+    # (subject kind, window seconds) -> the tally of that window.
+    tallies: dict[tuple[str, int], Tally] = field(default_factory=dict)
     # Identities (email, document) with an earlier analysis at this merchant.
-    returning: frozenset[Subject] = frozenset()
+    returning: frozenset[str] = frozenset()
 
 
 class VelocityRule(_Rule):

@@ -336,17 +336,17 @@ class AntifraudService:
         windows = [(kind, seconds) for kind, seconds in rules.windows() if kind in digests]
         identities = [kind for kind in rules.identities() if kind in digests]
         if lock:
-            counted = {kind for kind, _ in windows} | set(identities)
-            await repo.lock_subjects(merchant.id, [(kind, digests[kind]) for kind in counted], now)
-        tallies = {}
-        for kind, seconds in windows:
-            since = now - timedelta(seconds=seconds)
-            count, amount = await repo.tally(merchant.id, kind, digests[kind], since)
-            tallies[(kind, seconds)] = Tally(count + 1, amount + facts.amount_minor)
-        returning = set()
-        for kind in identities:
-            if await repo.seen_before(merchant.id, kind, digests[kind]):
-                returning.add(kind)
+            locked = {kind for kind, _ in windows} | set(identities)
+            await repo.lock_subjects(merchant.id, [(kind, digests[kind]) for kind in locked], now)
+        counted, returning = await repo.history(
+            merchant.id,
+            [(kind, digests[kind], s, now - timedelta(seconds=s)) for kind, s in windows],
+            [(kind, digests[kind]) for kind in identities],
+        )
+        tallies = {
+            (kind, seconds): Tally(count + 1, amount + facts.amount_minor)
+            for (kind, seconds), (count, amount) in counted.items()
+        }
         return History(tallies, frozenset(returning))
 
     async def _verdict(

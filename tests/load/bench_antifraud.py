@@ -647,10 +647,21 @@ def plan_queries(merchant_id: uuid.UUID, seeded: Seed) -> list[tuple[str, Reposi
 
     def tally(kind: str, key: bytes, seconds: int) -> RepositoryCall:
         since = now - timedelta(seconds=seconds)
-        return lambda repo: repo.tally(merchant_id, kind, key, since)
+        return lambda repo: repo.history(merchant_id, [(kind, key, seconds, since)], [])
 
     def seen_before(kind: str, key: bytes) -> RepositoryCall:
-        return lambda repo: repo.seen_before(merchant_id, kind, key)
+        return lambda repo: repo.history(merchant_id, [], [(kind, key)])
+
+    def whole_decision() -> RepositoryCall:
+        """Everything the default rules ask, in the one statement a decision sends."""
+        rules = default_rules().rules
+        keys = {"card": card, "email": email, "ip": ip}
+        windows = [
+            (kind, keys.get(kind, unseen), seconds, now - timedelta(seconds=seconds))
+            for kind, seconds in sorted(rules.windows())
+        ]
+        identities = [(kind, keys.get(kind, unseen)) for kind in sorted(rules.identities())]
+        return lambda repo: repo.history(merchant_id, windows, identities)
 
     return [
         (f"tally card 24h, busiest card ({rows['card']} rows in all)", tally("card", card, 86_400)),
@@ -659,6 +670,7 @@ def plan_queries(merchant_id: uuid.UUID, seeded: Seed) -> list[tuple[str, Reposi
         (f"tally ip 10m, busiest IP ({rows['ip']} rows in all)", tally("ip", ip, 600)),
         (f"exists email, busiest email ({rows['email']} rows)", seen_before("email", email)),
         ("exists email, unseen email", seen_before("email", unseen)),
+        ("one decision's history (default rules, busiest subjects)", whole_decision()),
     ]
 
 
