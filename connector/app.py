@@ -172,8 +172,8 @@ async def _connector_error(request: Request, exc: Exception) -> Response:
     if exc.http_status >= 500:
         log.error("%s %s failed: %r", request.method, request.url.path, exc)
     response = _error(exc.http_status, exc.code, exc.message)
-    if request.url.path.startswith(GIFTCARD_PREFIX + "/"):
-        response.headers["Cache-Control"] = "no-store"  # as the protocol's answers
+    if request.url.path.startswith((GIFTCARD_PREFIX + "/", ANTIFRAUD_PREFIX + "/")):
+        response.headers["Cache-Control"] = "no-store"  # as the protocols' answers
     return response
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from connector.errors import BadRequest, PayloadTooLarge, Unauthorized
+from connector.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from connector.security import same_secret
 
 if TYPE_CHECKING:
@@ -89,12 +89,36 @@ async def read_model(request: Request, model: type[M]) -> M:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequest(f"request body is not valid JSON: {error}", code="invalid-json") from error
+    except RecursionError as error:  # `[[[[...` thousands deep: the parser's stack runs out
+        raise BadRequest("request body is nested too deeply", code="invalid-json") from error
     if not isinstance(document, dict):
         raise BadRequest("request body must be a JSON object", code="invalid-json")
+    if _depth_exceeds(document, MAX_JSON_DEPTH):
+        raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels",
+                         code="invalid-json")  # fmt: skip
     try:
         return model.model_validate(document)
     except ValidationError as error:
         raise BadRequest(_describe(error), code="invalid-request") from error
+
+
+# VTEX's deepest body (an anti-fraud order) is 6 levels. Kept fields are copied, encrypted and
+# serialised later; a body thousands of levels deep would fail there, as a 500.
+MAX_JSON_DEPTH = 32
+
+
+def _depth_exceeds(document: object, limit: int) -> bool:
+    """Iterative, so that the check itself cannot run out of stack."""
+    pending: list[tuple[object, int]] = [(document, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            pending.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            pending.extend((child, depth + 1) for child in node)
+    return False
 
 
 def path_id(request: Request, name: str) -> str:
@@ -103,6 +127,32 @@ def path_id(request: Request, name: str) -> str:
     if not value or len(value) > 200 or "\x00" in value:
         raise BadRequest(f"{name} must be 1 to 200 characters without NUL", code="invalid-path")
     return value
+
+
+async def merchant_named(request: Request, name: str) -> Merchant:
+    """An operator names a merchant (path or query): 400 if the name cannot be one, 404 if no
+    merchant has it."""
+    if not name or len(name) > 100 or "\x00" in name:
+        raise BadRequest("a merchant name is 1 to 100 characters without NUL",
+                         code="invalid-merchant")  # fmt: skip
+    merchant = await services(request).merchants.by_name(name)
+    if merchant is None:
+        raise NotFound(f"no merchant named {name!r}", code="merchant-not-found")
+    return merchant
+
+
+def int_query(request: Request, name: str, default: int, smallest: int, largest: int) -> int:
+    """A query parameter in ASCII digits (`str.isdigit` also accepts `²`, which `int` refuses)
+    within bounds, or 400."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or not (
+        smallest <= int(raw) <= largest
+    ):
+        raise BadRequest(f"{name} must be an integer from {smallest} to {largest}",
+                         code="invalid-query")  # fmt: skip
+    return int(raw)
 
 
 def _describe(error: ValidationError) -> str:

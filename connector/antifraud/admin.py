@@ -14,9 +14,16 @@ from starlette.routing import BaseRoute, Route
 from connector.antifraud.rules import InvalidRules
 from connector.antifraud.rulesets import ActiveRules
 from connector.antifraud.service import money, response_of
-from connector.db.tables import AntifraudAnalysis, Merchant
-from connector.errors import BadRequest, NotFound, PayloadTooLarge
-from connector.http import authenticate_operator, path_id, read_model, services
+from connector.db.tables import AntifraudAnalysis
+from connector.errors import BadRequest, PayloadTooLarge
+from connector.http import (
+    authenticate_operator,
+    int_query,
+    merchant_named,
+    path_id,
+    read_model,
+    services,
+)
 from protocol.admin import ReviewDecisionRequest
 
 
@@ -53,13 +60,6 @@ def rules_as_json(merchant: str, active: ActiveRules) -> dict[str, Any]:
     }
 
 
-async def _merchant(request: Request, name: str) -> Merchant:
-    merchant = await services(request).merchants.by_name(name)
-    if merchant is None:
-        raise NotFound(f"no merchant named {name!r}", code="merchant-not-found")
-    return merchant
-
-
 async def _names(request: Request) -> dict[Any, str]:
     return {m.id: m.name for m in await services(request).merchants.list()}
 
@@ -67,11 +67,9 @@ async def _names(request: Request) -> dict[Any, str]:
 async def list_reviews(request: Request) -> Response:
     await authenticate_operator(request)
     name = request.query_params.get("merchant")
-    merchant = await _merchant(request, name) if name else None
-    raw = request.query_params.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise BadRequest("limit must be an integer from 1 to 1000", code="invalid-query")
-    queue = await services(request).antifraud.review_queue(merchant, int(raw))
+    merchant = await merchant_named(request, name) if name else None
+    limit = int_query(request, "limit", 100, 1, 1000)
+    queue = await services(request).antifraud.review_queue(merchant, limit)
     names = await _names(request)
     return JSONResponse([review_as_json(item, names.get(item.merchant_id)) for item in queue])
 
@@ -96,7 +94,7 @@ async def decide_review(request: Request) -> Response:
 
 async def show_rules(request: Request) -> Response:
     await authenticate_operator(request)
-    merchant = await _merchant(request, path_id(request, "merchant"))
+    merchant = await merchant_named(request, path_id(request, "merchant"))
     active = await services(request).antifraud.rulebook.for_merchant(merchant.id)
     return JSONResponse(rules_as_json(merchant.name, active))
 
@@ -104,7 +102,7 @@ async def show_rules(request: Request) -> Response:
 async def load_rules(request: Request) -> Response:
     """The body is the rule file itself: YAML (or JSON) or TOML, by content or Content-Type."""
     operator = await authenticate_operator(request)
-    merchant = await _merchant(request, path_id(request, "merchant"))
+    merchant = await merchant_named(request, path_id(request, "merchant"))
     limit = services(request).settings.max_body_bytes
     body = await request.body()
     if len(body) > limit:

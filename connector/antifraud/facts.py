@@ -13,6 +13,8 @@ from protocol.payments import Address
 
 SUBJECTS = ("card", "email", "document", "ip", "device")
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+# Far beyond any order, well inside the 64-bit column (and its sums over a window).
+MAX_MINOR = 10**15
 
 
 def _minor_units(amount: Decimal, currency: str) -> int:
@@ -22,7 +24,10 @@ def _minor_units(amount: Decimal, currency: str) -> int:
     if amount < 0:
         raise InvalidAmount(f"amount must be >= 0, got {amount}")
     step = Decimal(1).scaleb(-exponent(currency))
-    return to_minor(amount.quantize(step, rounding=ROUND_HALF_UP), currency)
+    minor = to_minor(amount.quantize(step, rounding=ROUND_HALF_UP), currency)
+    if minor > MAX_MINOR:
+        raise InvalidAmount(f"amount must be at most {MAX_MINOR} minor units")
+    return minor
 
 
 def _clean(value: str | None) -> str | None:

@@ -318,6 +318,8 @@ def parse_rules(text: str, syntax: Literal["yaml", "toml", "auto"] = "auto") -> 
             document = yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
         raise InvalidRules(f"the rule file does not parse: {error}") from error
+    except RecursionError as error:  # `[[[[...` thousands deep
+        raise InvalidRules("the rule file is nested too deeply") from error
     if not isinstance(document, dict):
         raise InvalidRules("the rule file must be a mapping with `rules`, `thresholds`, `review`")
     try:

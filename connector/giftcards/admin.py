@@ -10,46 +10,36 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from connector.db.tables import Merchant
-from connector.errors import BadRequest, NotFound
+from connector.errors import BadRequest
 from connector.giftcards.cards import (
     card_as_json,
     issued_as_json,
     order_from,
     report_as_json,
 )
-from connector.http import authenticate_operator, path_id, read_model, services
+from connector.http import (
+    authenticate_operator,
+    int_query,
+    merchant_named,
+    path_id,
+    read_model,
+    services,
+)
 from protocol.admin import CreditRequest, IssueCardRequest, IssueCardsRequest, StatusChangeRequest
 from protocol.money import from_minor
 
 STATUSES = ("active", "blocked")
 
 
-async def _merchant(request: Request, name: str) -> Merchant:
-    merchant = await services(request).merchants.by_name(name)
-    if merchant is None:
-        raise NotFound(f"no merchant named {name!r}", code="merchant-not-found")
-    return merchant
-
-
-def _int_query(request: Request, name: str, default: int, largest: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or int(raw) > largest:
-        raise BadRequest(f"{name} must be an integer from 0 to {largest}", code="invalid-query")
-    return int(raw)
-
-
 async def list_cards(request: Request) -> Response:
     await authenticate_operator(request)
     name = request.query_params.get("merchant")
-    merchant = await _merchant(request, name) if name else None
+    merchant = await merchant_named(request, name) if name else None
     status = request.query_params.get("status")
     if status is not None and status not in STATUSES:
         raise BadRequest("status must be active or blocked", code="invalid-query")
-    offset = _int_query(request, "offset", 0, 10**9)
-    limit = _int_query(request, "limit", 100, 1000)
+    offset = int_query(request, "offset", 0, 0, 10**9)
+    limit = int_query(request, "limit", 100, 0, 1000)
     cards = await services(request).giftcards.list(merchant, status, offset, limit)
     return JSONResponse([card_as_json(card) for card in cards])
 
@@ -57,7 +47,7 @@ async def list_cards(request: Request) -> Response:
 async def issue_card(request: Request) -> Response:
     actor = await authenticate_operator(request)
     body = await read_model(request, IssueCardRequest)
-    merchant = await _merchant(request, body.merchant)
+    merchant = await merchant_named(request, body.merchant)
     issued = await services(request).giftcards.issue(merchant, order_from(body), actor=actor)
     return JSONResponse(issued_as_json(issued, merchant.name), status_code=201)
 
@@ -65,7 +55,7 @@ async def issue_card(request: Request) -> Response:
 async def issue_cards(request: Request) -> Response:
     actor = await authenticate_operator(request)
     body = await read_model(request, IssueCardsRequest)
-    merchant = await _merchant(request, body.merchant)
+    merchant = await merchant_named(request, body.merchant)
     orders = [order_from(item) for item in body.cards]
     issued = await services(request).giftcards.issue_many(merchant, orders, actor)
     return JSONResponse([issued_as_json(card, merchant.name) for card in issued], status_code=201)

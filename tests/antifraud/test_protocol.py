@@ -319,6 +319,8 @@ async def test_vtex_payload_variants_are_accepted(
         (b'{"id": "A", "value": "NaN"}', "invalid-request"),
         (b'{"id": "A", "value": 1e999999}', "invalid-request"),  # a float: infinity
         (b'{"id": "A", "value": "1e999999"}', "invalid-amount"),  # a decimal: too many digits
+        (b'{"id": "A", "value": 1e17}', "invalid-amount"),  # beyond a 64-bit column in cents
+        (b'{"id": "A", "x": ' + b"[" * 32 + b"]" * 32 + b"}", "invalid-json"),  # 33 levels
         (b'{"id": "A", "payments": {"id": 1}}', "invalid-request"),
         (b'{"id": "A", "hook": "' + b"h" * 2001 + b'"}', "invalid-request"),
     ],

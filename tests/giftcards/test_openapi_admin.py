@@ -156,10 +156,12 @@ def test_operation_conforms(case: Case, api: AdminApi) -> None:
 def test_every_operation_needs_the_token(api: AdminApi, headers: dict[str, str]) -> None:
     before = len(api.call(api.services.giftcards.list, None, None, 0, 100))
     for operation in _operations():
-        path = {"cardId": EXAMPLE_CARD_ID} if "{cardId}" in operation.path else {}
-        if operation.method == "post":
+        values = {"cardId": EXAMPLE_CARD_ID, "tid": "4692c1f54d514fe69da0b472a3b2a770",
+                  "merchant": EXAMPLE_MERCHANT}  # fmt: skip
+        path = {p.name: values[p.name] for p in operation.path_parameters}
+        if operation.method in ("post", "put"):
             body = {"merchant": EXAMPLE_MERCHANT, "amount": 5, "reason": "probe", "cards": [{}]}
-            case = operation.Case(path_parameters=path, body=body)
+            case = operation.Case(path_parameters=path, body=body, media_type="application/json")
         else:
             case = operation.Case(path_parameters=path)
         response = api.send(case, headers)

@@ -119,9 +119,11 @@ PAGED_OPERATIONS = frozenset({"searchGiftCards", "listGiftCardTransactions"})
 
 MAX_EXAMPLES = 15
 HYPOTHESIS_SETTINGS = hypothesis_settings(MAX_EXAMPLES)
+# 30 scenarios reached every operation until an unrelated change moved the derandomized walk;
+# 60 leave a margin (test_every_link_leads_to_a_200 checks each link deterministically).
 STATEFUL_SETTINGS = settings(
     HYPOTHESIS_SETTINGS,
-    max_examples=30,
+    max_examples=60,
     stateful_step_count=8,
     phases=[Phase.generate, Phase.shrink],
 )

@@ -143,6 +143,24 @@ async def test_the_admin_api_needs_its_token(
     assert (await admin.get("/giftcards", headers=auth)).status_code == 401
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=%C2%B2",
+        "offset=%D9%A3",
+        "limit=1001",
+        "limit=-1",
+        "merchant=%00",
+        "merchant=" + "m" * 101,
+    ],  # fmt: skip
+)
+async def test_list_queries_are_checked_before_use(admin: httpx.AsyncClient, query: str) -> None:
+    """`²` and `٣` are digits to `str.isdigit` but not to `int`; PostgreSQL refuses a NUL."""
+    response = await admin.get(f"/giftcards?{query}", headers=ADMIN)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] in {"invalid-query", "invalid-merchant"}
+
+
 @pytest.mark.parametrize("settings_overrides", [{"admin_token": None}], indirect=True)
 async def test_without_a_token_the_admin_api_is_off(admin: httpx.AsyncClient) -> None:
     response = await admin.get("/giftcards", headers=ADMIN)
