@@ -1,15 +1,24 @@
 """What every in-process Schemathesis module shares: the operations of a loaded document, a
-case turned into an httpx request, and Hypothesis settings for reproducible runs."""
+case turned into an httpx request, Hypothesis settings for reproducible runs, and the app
+in-process behind one client."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeAlias
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+import httpx
 import schemathesis
+from anyio.from_thread import BlockingPortal
 from hypothesis import HealthCheck, settings
 from requests.utils import requote_uri
 from schemathesis.core.result import Ok
+
+if TYPE_CHECKING:
+    from connector.app import Services
+    from tests.conftest import MerchantCredentials
 
 Case: TypeAlias = "schemathesis.Case[Any]"
 Operation: TypeAlias = "schemathesis.APIOperation[Any, Any, Any, Any]"
@@ -92,3 +101,45 @@ def schemathesis_config(mode: str, max_examples: int, stateful_steps: int) -> sc
             },
         }
     )
+
+
+@dataclass
+class InProcessApi:
+    """The app, its lifespan entered once, behind one client, for a merchant; callable from
+    synchronous code (Schemathesis' hooks). Each protocol's module adds its credentials."""
+
+    portal: BlockingPortal
+    client: httpx.AsyncClient
+    services: Services
+    merchant: MerchantCredentials
+    # (operationId, status, body code) of every generated request sent, for coverage asserts.
+    seen: set[tuple[str, int, str | None]] = field(default_factory=set)
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return {
+            "X-PROVIDER-API-AppKey": self.merchant.app_key,
+            "X-PROVIDER-API-AppToken": self.merchant.app_token,
+        }
+
+    def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return self.portal.call(functools.partial(function, *args, **kwargs))
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        response: httpx.Response = self.call(self.client.request, method, url, **kwargs)
+        return response
+
+    def send_to(
+        self, base_url: str, case: Case, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """Send a Schemathesis case; `headers` (default: the merchant's credentials) are added."""
+        extra = self.credentials if headers is None else headers
+        method, url, arguments = httpx_request(case, base_url, extra)
+        response = self.request(method, url, **arguments)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        code = body.get("code") if isinstance(body, dict) else None
+        self.seen.add((operation_id(case.operation), response.status_code, code))
+        return response

@@ -41,7 +41,7 @@ import types
 import typing
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -50,7 +50,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import schemathesis
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import start_blocking_portal
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -66,17 +66,16 @@ from starlette.routing import Mount, Route
 from connector.app import ANTIFRAUD_PREFIX, Services, create_app
 from connector.db.tables import AntifraudAnalysis
 from protocol.antifraud import AnalysisRequest
+from tests import schemathesis_support
 from tests.antifraud.conftest import SUITE, order
 from tests.conftest import MerchantCredentials, make_settings
 from tests.schemathesis_support import (
     Case,
     Operation,
-    httpx_request,
     hypothesis_settings,
     operations_by_id,
     schemathesis_config,
 )
-from tests.schemathesis_support import operation_id as _operation_id
 from tests.test_openapi_document import (
     VTEX_ANTIFRAUD_SPEC_PATH,
     _load_vtex_spec,
@@ -212,52 +211,15 @@ AUTHENTICATED_CHECKS = [*CHECKS, credentials_accepted]
 # ----------------------------------------------------------------------------- the app
 
 
-def provider_credentials(merchant: MerchantCredentials) -> dict[str, str]:
-    return {
-        "X-PROVIDER-API-AppKey": merchant.app_key,
-        "X-PROVIDER-API-AppToken": merchant.app_token,
-    }
-
-
 @dataclass
-class InProcessApi:
-    """The app, its lifespan entered once, behind one client; callable from synchronous code."""
-
-    portal: BlockingPortal
-    client: httpx.AsyncClient
-    services: Services
-    merchant: MerchantCredentials
-    # (operationId, status, body code) of every case sent, for coverage asserts.
-    seen: set[tuple[str, int, str | None]] = field(default_factory=set)
-
-    @property
-    def credentials(self) -> dict[str, str]:
-        return provider_credentials(self.merchant)
-
-    def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return self.portal.call(functools.partial(function, *args, **kwargs))
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        response: httpx.Response = self.call(self.client.request, method, url, **kwargs)
-        return response
-
+class InProcessApi(schemathesis_support.InProcessApi):
     def vtex(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A request as VTEX's gateway makes it, with the merchant's credentials."""
         headers = {**self.credentials, **kwargs.pop("headers", {})}
         return self.request(method, ORIGIN + ANTIFRAUD_PREFIX + path, headers=headers, **kwargs)
 
     def send(self, case: Case, headers: Mapping[str, str] | None = None) -> httpx.Response:
-        """Send a Schemathesis case; `headers` (default: the merchant's credentials) are added."""
-        extra = self.credentials if headers is None else headers
-        method, url, arguments = httpx_request(case, ORIGIN, extra)
-        response = self.request(method, url, **arguments)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        code = body.get("code") if isinstance(body, dict) else None
-        self.seen.add((_operation_id(case.operation), response.status_code, code))
-        return response
+        return self.send_to(ORIGIN, case, headers)
 
     def analyses(self) -> list[tuple[str, str, bool]]:
         """(transaction id, status, stopped) of every analysis."""

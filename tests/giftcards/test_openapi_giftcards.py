@@ -38,7 +38,7 @@ import functools
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from unittest import mock
 import httpx
 import pytest
 import schemathesis
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import start_blocking_portal
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -67,11 +67,11 @@ from protocol.giftcards import (
     OperationRequest,
     SearchRequest,
 )
+from tests import schemathesis_support
 from tests.conftest import MerchantCredentials, make_settings
 from tests.schemathesis_support import (
     Case,
     Operation,
-    httpx_request,
     hypothesis_settings,
     operations_by_id,
     schemathesis_config,
@@ -300,56 +300,15 @@ AUTHENTICATED_CHECKS = [*CHECKS, credentials_accepted]
 # ----------------------------------------------------------------------------- the app
 
 
-def hub_credentials(merchant: MerchantCredentials) -> dict[str, str]:
-    return {
-        "X-PROVIDER-API-AppKey": merchant.app_key,
-        "X-PROVIDER-API-AppToken": merchant.app_token,
-    }
-
-
 @dataclass
-class InProcessApi:
-    """The app, its lifespan entered once, behind one client; callable from synchronous code."""
-
-    portal: BlockingPortal
-    client: httpx.AsyncClient
-    services: Services
-    merchant: MerchantCredentials
-    # (operationId, status, body code) of every generated request sent, for coverage asserts.
-    seen: set[tuple[str, int, str | None]] = field(default_factory=set)
-
-    @property
-    def credentials(self) -> dict[str, str]:
-        return hub_credentials(self.merchant)
-
-    def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return self.portal.call(functools.partial(function, *args, **kwargs))
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        response: httpx.Response = self.call(self.client.request, method, url, **kwargs)
-        return response
-
+class InProcessApi(schemathesis_support.InProcessApi):
     def hub(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A request as the Hub makes it, with the merchant's credentials."""
         headers = {**self.credentials, "Accept": VENDOR_JSON, **kwargs.pop("headers", {})}
         return self.request(method, BASE_URL + path, headers=headers, **kwargs)
 
     def send(self, case: Case, headers: Mapping[str, str] | None = None) -> httpx.Response:
-        """Send a Schemathesis case; `headers` (default: the merchant's credentials) are added."""
-        extra = self.credentials if headers is None else headers
-        method, url, arguments = httpx_request(case, BASE_URL, extra)
-        response = self.request(method, url, **arguments)
-        self._record(case, response)
-        return response
-
-    def _record(self, case: Case, response: httpx.Response) -> None:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        code = body.get("code") if isinstance(body, dict) else None
-        operation_id = str(case.operation.definition.raw.get("operationId"))
-        self.seen.add((operation_id, response.status_code, code))
+        return self.send_to(BASE_URL, case, headers)
 
 
 def _issue_example_card(services: Services, merchant_name: str) -> Any:
