@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import httpx
@@ -143,3 +144,18 @@ class InProcessApi:
         code = body.get("code") if isinstance(body, dict) else None
         self.seen.add((operation_id(case.operation), response.status_code, code))
         return response
+
+
+def tagged_schemas(
+    path: Path, tag: str, max_examples: int, stateful_steps: int
+) -> tuple[schemathesis.BaseSchema, schemathesis.BaseSchema]:
+    """The document's operations of one tag, twice: for the phases (every kind of data), and for
+    the stateful run (positive data only: a link is followed from a 200), each with its own
+    hooks."""
+    schemas = (
+        schemathesis.openapi.from_path(
+            path, config=schemathesis_config(mode, max_examples, stateful_steps)
+        ).include(tag=tag)
+        for mode in ("all", "positive")
+    )
+    return next(schemas), next(schemas)

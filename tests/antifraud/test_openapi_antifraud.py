@@ -74,7 +74,7 @@ from tests.schemathesis_support import (
     Operation,
     hypothesis_settings,
     operations_by_id,
-    schemathesis_config,
+    tagged_schemas,
 )
 from tests.test_openapi_document import (
     VTEX_ANTIFRAUD_SPEC_PATH,
@@ -112,16 +112,8 @@ STATEFUL_SETTINGS = settings(
 )
 
 
-def _config(mode: str) -> schemathesis.Config:
-    return schemathesis_config(mode, MAX_EXAMPLES, stateful_steps=6)
-
-
-schema = schemathesis.openapi.from_path(OPENAPI_PATH, config=_config("all")).include(
-    tag=ANTIFRAUD_TAG
-)
-# The stateful run's own instance: positive data only (a link is followed from a 200).
-stateful_schema = schemathesis.openapi.from_path(OPENAPI_PATH, config=_config("positive")).include(
-    tag=ANTIFRAUD_TAG
+schema, stateful_schema = tagged_schemas(
+    OPENAPI_PATH, ANTIFRAUD_TAG, MAX_EXAMPLES, stateful_steps=6
 )
 _operations = operations_by_id
 

@@ -74,7 +74,7 @@ from tests.schemathesis_support import (
     Operation,
     hypothesis_settings,
     operations_by_id,
-    schemathesis_config,
+    tagged_schemas,
 )
 from tests.schemathesis_support import operation_id as _operation_id
 
@@ -130,18 +130,8 @@ STATEFUL_SETTINGS = settings(
 )
 
 
-def _config(mode: str) -> schemathesis.Config:
-    return schemathesis_config(mode, MAX_EXAMPLES, stateful_steps=8)
-
-
 # Only the gift card operations: the payment ones are test_openapi_conformance.py's.
-schema = schemathesis.openapi.from_path(OPENAPI_PATH, config=_config("all")).include(
-    tag=GIFTCARD_TAG
-)
-# The stateful run's own instance: positive data only (links are followed from a 200), own hooks.
-stateful_schema = schemathesis.openapi.from_path(OPENAPI_PATH, config=_config("positive")).include(
-    tag=GIFTCARD_TAG
-)
+schema, stateful_schema = tagged_schemas(OPENAPI_PATH, GIFTCARD_TAG, MAX_EXAMPLES, stateful_steps=8)
 
 
 # ----------------------------------------------------------------------------- generation hooks
