@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run demo test lint types check bench clean
+.PHONY: install run demo test homologation lint types check bench clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,13 @@ demo: install
 
 test: install
 	$(BIN)/pytest
+
+# The whole homologation suite (VTEX's scenarios + Schemathesis) against the service, started on a
+# temporary SQLite database; reports in build/. `DATABASE_URL=postgresql+asyncpg://...` for another.
+homologation: install
+	$(BIN)/homologation local $(if $(DATABASE_URL),--database-url $(DATABASE_URL)) \
+		--junit build/homologation.xml --html build/homologation.html \
+		--service-log build/homologation-service.log $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,1 +1,2 @@
-"""QA's homologation tools: fakes of the parties around the connector, and (later) the suite."""
+"""QA's homologation suite (`homologation run`, README "Homologation") and the fakes of the
+parties around the connector (`homologation.fakes`)."""

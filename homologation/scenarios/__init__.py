@@ -1,0 +1,1 @@
+"""The scenarios of the three protocols' homologation, one module per protocol."""
