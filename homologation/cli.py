@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from homologation import render
@@ -176,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"the service runs at {service.url} on {service.database_url.split(':')[0]}")
         target = Target(service.url, service.app_key, service.app_token)
         options = options_from(args, target, service.admin_token)
-        options = RunOptions(**{**options.__dict__, "callback_app_key": service.vtex_app_key})
-        return publish(run(options), args)
+        # Here the provider's key is known: check that callbacks and hooks carry exactly it.
+        return publish(run(replace(options, callback_app_key=service.vtex_app_key)), args)
 
 
 if __name__ == "__main__":

@@ -168,3 +168,19 @@ def test_a_callback_that_never_arrives_fails_the_suite() -> None:
     assert failed_checks(hook) == ["the hook arrives within 4 s"]
     text = render.junit(report)
     assert 'message="the callback arrives within 4 s"' in text
+
+
+def test_an_answer_unlike_vtex_specification_fails_the_suite(sqlite_service: LocalService) -> None:
+    def numeric_settle_id(path: str, sent: object, answer: object) -> object:
+        if path.endswith("/settlements") and isinstance(answer, dict) and answer.get("settleId"):
+            return {**answer, "settleId": 12345}  # VTEX's spec: a string
+        return answer
+
+    for url in broken(sqlite_service.url, numeric_settle_id):
+        report = run(options(sqlite_service, url, select="Approved, settled"))
+
+    (scenario,) = report.scenarios
+    assert failed_checks(scenario) == ["answers agree with VTEX's specification"]
+    check = next(c for c in scenario.checks if c.failed)
+    assert "POST /payments/{paymentId}/settlements 200: $.settleId" in check.detail
+    assert [e.url.rsplit("/", 1)[-1] for e in check.exchanges] == ["settlements"]
