@@ -55,8 +55,8 @@ def options(service: LocalService, url: str | None = None, **overrides: Any) -> 
 
 
 # A broken build: the real service behind a proxy that rewrites some answers.
-# (request path, request JSON, response JSON) -> the response JSON to send instead.
-Rewrite = Callable[[str, Any, Any], Any]
+# (request path, request JSON, status, response JSON) -> the status and JSON to send instead.
+Rewrite = Callable[[str, Any, int, Any], tuple[int, Any]]
 
 
 def serve_in_thread(app: Starlette) -> Iterator[str]:
@@ -93,16 +93,17 @@ def broken(upstream: str, rewrite: Rewrite) -> Iterator[str]:
                 content=body,
                 headers=headers,
             )
-        content = answer.content
+        content, status = answer.content, answer.status_code
         if answer.headers.get("content-type", "").startswith("application/json"):
             sent = json.loads(body) if body else None
-            content = json.dumps(rewrite(request.url.path, sent, answer.json())).encode()
+            status, edited = rewrite(request.url.path, sent, status, answer.json())
+            content = json.dumps(edited).encode()
         passed = {
             k: v
             for k, v in answer.headers.items()
             if k.lower() not in {"content-length", "content-encoding", "transfer-encoding"}
         }
-        return Response(content, answer.status_code, headers=passed)
+        return Response(content, status, headers=passed)
 
     app = Starlette(
         routes=[Route("/{path:path}", forward, methods=["GET", "POST", "PUT", "DELETE"])]
@@ -114,13 +115,13 @@ def new_tid_on_replay() -> Rewrite:
     """A connector that forgets it answered: each repeat of a payment gets a new tid."""
     seen: set[str] = set()
 
-    def rewrite(path: str, sent: Any, answer: Any) -> Any:
+    def rewrite(path: str, sent: Any, status: int, answer: Any) -> tuple[int, Any]:
         if path.endswith("/payments") and isinstance(answer, dict) and "tid" in answer:
             payment_id = answer.get("paymentId")
             if payment_id in seen:
-                return {**answer, "tid": f"TID{secrets.token_hex(6)}"}
+                return status, {**answer, "tid": f"TID{secrets.token_hex(6)}"}
             seen.add(str(payment_id))
-        return answer
+        return status, answer
 
     return rewrite
 

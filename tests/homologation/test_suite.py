@@ -171,10 +171,12 @@ def test_a_callback_that_never_arrives_fails_the_suite() -> None:
 
 
 def test_an_answer_unlike_vtex_specification_fails_the_suite(sqlite_service: LocalService) -> None:
-    def numeric_settle_id(path: str, sent: object, answer: object) -> object:
+    def numeric_settle_id(
+        path: str, sent: object, status: int, answer: object
+    ) -> tuple[int, object]:
         if path.endswith("/settlements") and isinstance(answer, dict) and answer.get("settleId"):
-            return {**answer, "settleId": 12345}  # VTEX's spec: a string
-        return answer
+            return status, {**answer, "settleId": 12345}  # VTEX's spec: a string
+        return status, answer
 
     for url in broken(sqlite_service.url, numeric_settle_id):
         report = run(options(sqlite_service, url, select="Approved, settled"))
@@ -184,3 +186,20 @@ def test_an_answer_unlike_vtex_specification_fails_the_suite(sqlite_service: Loc
     check = next(c for c in scenario.checks if c.failed)
     assert "POST /payments/{paymentId}/settlements 200: $.settleId" in check.detail
     assert [e.url.rsplit("/", 1)[-1] for e in check.exchanges] == ["settlements"]
+
+
+def test_an_overspending_gift_card_fails_the_suite(sqlite_service: LocalService) -> None:
+    """A build that lets a Debit through beyond the balance (here: it hides the refusal)."""
+
+    def accept_everything(
+        path: str, sent: object, status: int, answer: object
+    ) -> tuple[int, object]:
+        if isinstance(answer, dict) and answer.get("code") == "insufficient-balance":
+            return 200, {"id": "overspent", "value": 10.01}
+        return status, answer
+
+    for url in broken(sqlite_service.url, accept_everything):
+        report = run(options(sqlite_service, url, select="No overspend"))
+
+    (scenario,) = report.scenarios
+    assert "a Debit above the balance is refused" in failed_checks(scenario)
