@@ -101,6 +101,8 @@ def local_service(
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env["CONNECTOR_PUBLIC_BASE_URL"] = url
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
         log = log_file.open("ab") if log_file is not None else subprocess.DEVNULL
         process = subprocess.Popen(  # noqa: S603 - our own CLI
             [sys.executable, "-m", "connector.cli", "serve", "--port", str(port)],
