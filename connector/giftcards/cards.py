@@ -15,7 +15,7 @@ from connector.db.engine import Database
 from connector.db.tables import GiftCard, GiftCardEntry, GiftCardTransaction, Merchant, utcnow
 from connector.errors import BadRequest, NotFound
 from connector.giftcards import views
-from connector.giftcards.ledger import GiftCardLedger
+from connector.giftcards.ledger import MAX_MINOR, GiftCardLedger, to_card_minor
 from connector.giftcards.repository import GiftCardRepository
 from connector.security import (
     BlindIndex,
@@ -199,6 +199,9 @@ class GiftCardService:
             amount = to_minor(order.amount, currency)
         except InvalidAmount as error:
             raise BadRequest(f"{where}{error}", code="invalid-amount") from error
+        if amount > MAX_MINOR:
+            raise BadRequest(f"{where}amount must be at most {MAX_MINOR} minor units",
+                             code="invalid-amount")  # fmt: skip
         owner = order.profile_id.strip() if order.profile_id and order.profile_id.strip() else None
         if order.restricted_to_owner and owner is None:
             raise BadRequest(f"{where}a card restricted to its owner needs a profileId",
@@ -274,12 +277,7 @@ class GiftCardService:
         self, card_id: str, amount: Decimal, request_id: str | None, actor: str, reason: str
     ) -> GiftCardTransaction:
         card = await self._any_card(card_id)
-        try:
-            minor = to_minor(amount, card.currency)
-        except InvalidAmount as error:
-            raise BadRequest(str(error), code="invalid-amount") from error
-        if minor <= 0:
-            raise BadRequest("amount must be above 0", code="invalid-amount")
+        minor = to_card_minor(amount, card)  # the Hub's bounds: above 0, at most MAX_MINOR
         request_id = request_id or f"operator:{uuid.uuid4().hex}"
         return await self._ledger.credit_as_operator(
             card, minor, request_id, note=f"{actor}: {reason}"[:500]

@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Far beyond any gift card, well inside a 64-bit column.
+# Far beyond any gift card, well inside a 64-bit column: the largest amount of one operation and
+# the largest balance (available and held) of a card, so that no sum of them overflows.
 MAX_MINOR = 10**15
 HOLD_EXPIRED = "hold-expired"
 
@@ -211,7 +212,7 @@ class GiftCardLedger:
         amount: int,
     ) -> GiftCardTransaction:
         if not await repo.hold(card.id, amount):
-            await repo.refresh(card)
+            card = await repo.refresh(card)
             if card.status != "active":
                 raise Refused(f"gift card {card.card_id} is blocked", code="card-blocked")
             if not card.multiple_redemptions and card.redemptions > 0:
@@ -248,13 +249,18 @@ class GiftCardLedger:
         amount: int,
         note: str | None = None,
     ) -> GiftCardTransaction:
-        if not await repo.credit(card.id, amount):
-            await repo.refresh(card)
+        if not await repo.credit(card.id, amount, MAX_MINOR):
+            card = await repo.refresh(card)
             if card.status != "active":
                 raise Refused(f"gift card {card.card_id} is blocked", code="card-blocked")
+            if not card.multiple_credits and card.credits > 0:
+                raise Refused(
+                    f"gift card {card.card_id} can be loaded once and was loaded",
+                    code="card-already-loaded",
+                )
             raise Refused(
-                f"gift card {card.card_id} can be loaded once and was loaded",
-                code="card-already-loaded",
+                f"gift card {card.card_id} would hold more than {MAX_MINOR} minor units",
+                code="balance-limit",
             )
         # A Credit is final when made: it is its own settlement, so the Hub's GET of settlements
         # shows it complete and never asks to settle it.

@@ -42,8 +42,12 @@ class GiftCardRepository:
             query = query.where(GiftCard.merchant_id == merchant_id)
         return await self._session.scalar(query)
 
-    async def refresh(self, card: GiftCard) -> None:
-        await self._session.refresh(card)
+    async def refresh(self, card: GiftCard) -> GiftCard:
+        """The card as the database has it now (`card` may come from another session)."""
+        current = await self._session.get(GiftCard, card.id, populate_existing=True)
+        if current is None:
+            raise LookupError(f"gift card {card.card_id} is gone")
+        return current
 
     def _usable(self, now: datetime) -> list[ColumnElement[bool]]:
         return [
@@ -140,14 +144,16 @@ class GiftCardRepository:
         )
         return _changed(result)
 
-    async def credit(self, card_pk: uuid.UUID, amount: int) -> bool:
-        """Add `amount`, if the card is active and is not a single-load card already loaded."""
+    async def credit(self, card_pk: uuid.UUID, amount: int, largest_balance: int) -> bool:
+        """Add `amount`, if the card is active, is not a single-load card already loaded, and
+        would not hold more than `largest_balance` (available and held) afterwards."""
         result = await self._session.execute(
             update(GiftCard)
             .where(
                 GiftCard.id == card_pk,
                 GiftCard.status == "active",
                 or_(GiftCard.multiple_credits.is_(True), GiftCard.credits == 0),
+                GiftCard.available_minor + GiftCard.held_minor <= largest_balance - amount,
             )
             .values(
                 available_minor=GiftCard.available_minor + amount,

@@ -275,3 +275,17 @@ async def test_the_background_worker_releases_expired_holds(
             break
         await asyncio.sleep(0.1)
     await assert_ledger(services, card, available=10_000, held=0)
+
+
+async def test_no_card_holds_more_than_the_largest_balance(
+    hub: httpx.AsyncClient, headers: dict[str, str], issue_card: IssueCard, services: Services
+) -> None:
+    """Credits add up: without a bound on the balance, repeated large loads overflowed the
+    64-bit column (a 500, found by the homologation suite's fuzzing)."""
+    issued = await issue_card("0")
+    url = f"/giftcards/{issued.card.card_id}/transactions"
+    largest = {"operation": "Credit", "value": "10000000000000.00", "requestId": "a"}  # 10^15
+    assert (await _post(hub, url, largest, headers)).status_code == 200
+    more = await _post(hub, url, {**largest, "value": "0.01", "requestId": "b"}, headers)
+    assert more.status_code == 422 and more.json()["code"] == "balance-limit"
+    await assert_ledger(services, issued.card.card_id, available=10**15, held=0)

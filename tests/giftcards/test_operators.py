@@ -277,3 +277,32 @@ async def test_the_readme_csv_example_issues_cards(
     )
     assert code == 0, err
     assert [(c["available"], c["currency"]) for c in json.loads(out)] == [(25, "BRL"), (10, "USD")]
+
+
+async def test_operators_load_within_the_hubs_bounds(
+    admin: httpx.AsyncClient, merchant: MerchantCredentials
+) -> None:
+    """Huge operator loads gave a 500 once the card's balance overflowed (homologation fuzzing)."""
+    huge = await admin.post(
+        "/giftcards", headers=ADMIN, json={"merchant": merchant.name, "amount": 1e16}
+    )
+    assert huge.status_code == 400 and huge.json()["code"] == "invalid-amount"
+    issued = await admin.post(
+        "/giftcards", headers=ADMIN, json={"merchant": merchant.name, "amount": 0}
+    )
+    assert issued.status_code == 201, issued.text
+    url = f"/giftcards/{issued.json()['id']}/credits"
+    credit = {"amount": 9007199254740992.0, "reason": "fuzzed"}
+    too_big = await admin.post(url, headers=ADMIN, json=credit)
+    assert too_big.status_code == 400 and too_big.json()["code"] == "invalid-amount"
+    largest = {"amount": "10000000000000", "reason": "the largest load"}
+    assert (await admin.post(url, headers=ADMIN, json=largest)).status_code == 201
+    more = await admin.post(url, headers=ADMIN, json={"amount": 0.01, "reason": "one more"})
+    assert more.status_code == 422 and more.json()["code"] == "balance-limit"
+    # A refused load names its reason (it was a 500: the card came from another session).
+    blocked = await admin.post(
+        url.replace("/credits", "/block"), headers=ADMIN, json={"reason": "lost"}
+    )
+    assert blocked.status_code == 200, blocked.text
+    refused = await admin.post(url, headers=ADMIN, json={"amount": 1, "reason": "after"})
+    assert refused.status_code == 422 and refused.json()["code"] == "card-blocked"
