@@ -54,9 +54,8 @@ def options(service: LocalService, url: str | None = None, **overrides: Any) -> 
     return RunOptions(**settings)
 
 
-# A broken build: the real service behind a proxy that rewrites some answers.
-# (request path, request JSON, status, response JSON) -> the status and JSON to send instead.
-Rewrite = Callable[[str, Any, int, Any], tuple[int, Any]]
+# (method, path, request JSON, status, response JSON) -> the status and JSON to answer instead.
+Rewrite = Callable[[str, str, Any, int, Any], tuple[int, Any]]
 
 
 def serve_in_thread(app: Starlette) -> Iterator[str]:
@@ -78,26 +77,30 @@ def serve_in_thread(app: Starlette) -> Iterator[str]:
 
 
 def broken(upstream: str, rewrite: Rewrite) -> Iterator[str]:
-    """The service at `upstream`, except that `rewrite` edits its JSON answers."""
+    """A broken build: the service at `upstream`, but for what `rewrite` changes in its JSON
+    answers."""
 
     async def forward(request: Request) -> Response:
         body = await request.body()
         headers = {
             k: v for k, v in request.headers.items() if k.lower() not in {"host", "content-length"}
         }
+        # The path as sent (percent-encoded), not as decoded: fuzzed paths hold anything.
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string") or b""
+        target = upstream + raw.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
         async with httpx.AsyncClient(timeout=30) as http:
-            answer = await http.request(
-                request.method,
-                f"{upstream}{request.url.path}",
-                params=request.url.query,
-                content=body,
-                headers=headers,
-            )
-        content, status = answer.content, answer.status_code
+            answer = await http.request(request.method, target, content=body, headers=headers)
+        status, content = answer.status_code, answer.content
         if answer.headers.get("content-type", "").startswith("application/json"):
-            sent = json.loads(body) if body else None
-            status, edited = rewrite(request.url.path, sent, status, answer.json())
-            content = json.dumps(edited).encode()
+            try:
+                sent = json.loads(body) if body else None
+            except ValueError:
+                sent = None
+            status, changed = rewrite(
+                request.method, request.url.path, sent, answer.status_code, answer.json()
+            )
+            content = json.dumps(changed).encode()
         passed = {
             k: v
             for k, v in answer.headers.items()
@@ -105,22 +108,20 @@ def broken(upstream: str, rewrite: Rewrite) -> Iterator[str]:
         }
         return Response(content, status, headers=passed)
 
-    app = Starlette(
-        routes=[Route("/{path:path}", forward, methods=["GET", "POST", "PUT", "DELETE"])]
-    )
-    yield from serve_in_thread(app)
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
+    yield from serve_in_thread(Starlette(routes=[Route("/{path:path}", forward, methods=methods)]))
 
 
 def new_tid_on_replay() -> Rewrite:
-    """A connector that forgets it answered: each repeat of a payment gets a new tid."""
+    """A connector that forgets it answered: a repeated payment gets a new tid."""
     seen: set[str] = set()
 
-    def rewrite(path: str, sent: Any, status: int, answer: Any) -> tuple[int, Any]:
-        if path.endswith("/payments") and isinstance(answer, dict) and "tid" in answer:
-            payment_id = answer.get("paymentId")
+    def rewrite(method: str, path: str, sent: Any, status: int, answer: Any) -> tuple[int, Any]:
+        if path.endswith("/payments") and status == 200 and isinstance(answer, dict):
+            payment_id = str(answer.get("paymentId"))
             if payment_id in seen:
-                return status, {**answer, "tid": f"TID{secrets.token_hex(6)}"}
-            seen.add(str(payment_id))
+                return status, {**answer, "tid": f"TID-{secrets.token_hex(6).upper()}"}
+            seen.add(payment_id)
         return status, answer
 
     return rewrite

@@ -5,40 +5,25 @@ that rewrites some answers."""
 from __future__ import annotations
 
 import json
-import secrets
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
-import uvicorn
 import yaml
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from homologation.conformance import (
-    DEFAULT_OPENAPI,
-    PHASES,
-    SUITES,
-    ConformanceOptions,
-    groups_for,
-    run_conformance,
-    run_group,
-)
-from homologation.local import LocalService, free_port, local_service
+from homologation.conformance import PHASES, SUITES, ConformanceOptions, run_conformance
+from homologation.conformance.config import DEFAULT_OPENAPI, groups_for
+from homologation.conformance.runner import run_group
+from homologation.local import LocalService
 from homologation.report import Check, Outcome, Scenario
 from homologation.vtex_specs import VtexSpecs
+from tests.homologation.conftest import Rewrite, broken, new_tid_on_replay
 
 
 @pytest.fixture(scope="module")
-def local() -> Iterator[LocalService]:
-    with local_service() as running:
-        yield running
+def local(sqlite_service: LocalService) -> LocalService:
+    return sqlite_service
 
 
 def options(local: LocalService, url: str | None = None, **overrides: Any) -> ConformanceOptions:
@@ -192,77 +177,6 @@ def test_the_admin_api_is_tested_with_the_admin_token(local: LocalService) -> No
 
 # ----------------------------------------------------------------------------- broken builds
 
-# (method, path, request JSON, status, response JSON) -> the status and JSON to answer instead.
-Rewrite = Callable[[str, str, Any, int, Any], tuple[int, Any]]
-
-
-def serve_in_thread(app: Starlette) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the proxy did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-def proxy(upstream: str, rewrite: Rewrite) -> Iterator[str]:
-    """The service at `upstream`, but for what `rewrite` changes in its JSON answers."""
-
-    async def forward(request: Request) -> Response:
-        body = await request.body()
-        headers = {
-            k: v for k, v in request.headers.items() if k.lower() not in {"host", "content-length"}
-        }
-        # The path as sent (percent-encoded), not as decoded: fuzzed paths hold anything.
-        raw = request.scope.get("raw_path") or request.url.path.encode()
-        query = request.scope.get("query_string") or b""
-        target = upstream + raw.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
-        async with httpx.AsyncClient(timeout=30) as http:
-            answer = await http.request(request.method, target, content=body, headers=headers)
-        status, content = answer.status_code, answer.content
-        if answer.headers.get("content-type", "").startswith("application/json"):
-            try:
-                sent = json.loads(body) if body else None
-            except ValueError:
-                sent = None
-            status, changed = rewrite(
-                request.method, request.url.path, sent, answer.status_code, answer.json()
-            )
-            content = json.dumps(changed).encode()
-        passed = {
-            k: v
-            for k, v in answer.headers.items()
-            if k.lower() not in {"content-length", "content-encoding", "transfer-encoding"}
-        }
-        return Response(content, status, headers=passed)
-
-    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
-    yield from serve_in_thread(Starlette(routes=[Route("/{path:path}", forward, methods=methods)]))
-
-
-def new_tid_on_replay() -> Rewrite:
-    """A connector that forgets it answered: a repeated payment gets a new tid."""
-    seen: set[str] = set()
-
-    def rewrite(method: str, path: str, sent: Any, status: int, answer: Any) -> tuple[int, Any]:
-        if path.endswith("/payments") and status == 200 and isinstance(answer, dict):
-            payment_id = str(answer.get("paymentId"))
-            if payment_id in seen:
-                return status, {**answer, "tid": f"TID-{secrets.token_hex(6).upper()}"}
-            seen.add(payment_id)
-        return status, answer
-
-    return rewrite
-
 
 def settles_everything() -> Rewrite:
     """A connector that settles 2000.00, whatever was asked and authorized."""
@@ -322,7 +236,7 @@ def test_a_broken_service_fails_with_the_evidence(
 ) -> None:
     """The failed check names the problem, says how to reproduce it and carries the exchanges
     (request and answer) that prove it."""
-    for url in proxy(local.url, rewrite()):
+    for url in broken(local.url, rewrite()):
         scenarios = run_conformance(
             options(local, url, suites=("payments",), phases=phases, max_examples=5)
         )

@@ -58,7 +58,12 @@ def test_the_suite_passes_against_the_service(service: LocalService) -> None:
     report = run(options(service))
 
     failures = {
-        s.name: failed_checks(s) or s.error for s in report.scenarios if s.outcome is Outcome.FAILED
+        s.name: [
+            f"{c.name}: {c.detail} {[e.summary for e in c.exchanges]}" for c in s.checks if c.failed
+        ]
+        or s.error
+        for s in report.scenarios
+        if s.outcome is Outcome.FAILED
     }
     assert failures == {}
     assert len(report.scenarios) == len(DEFINITIONS)
@@ -172,7 +177,7 @@ def test_a_callback_that_never_arrives_fails_the_suite() -> None:
 
 def test_an_answer_unlike_vtex_specification_fails_the_suite(sqlite_service: LocalService) -> None:
     def numeric_settle_id(
-        path: str, sent: object, status: int, answer: object
+        method: str, path: str, sent: object, status: int, answer: object
     ) -> tuple[int, object]:
         if path.endswith("/settlements") and isinstance(answer, dict) and answer.get("settleId"):
             return status, {**answer, "settleId": 12345}  # VTEX's spec: a string
@@ -192,7 +197,7 @@ def test_an_overspending_gift_card_fails_the_suite(sqlite_service: LocalService)
     """A build that lets a Debit through beyond the balance (here: it hides the refusal)."""
 
     def accept_everything(
-        path: str, sent: object, status: int, answer: object
+        method: str, path: str, sent: object, status: int, answer: object
     ) -> tuple[int, object]:
         if isinstance(answer, dict) and answer.get("code") == "insufficient-balance":
             return 200, {"id": "overspent", "value": 10.01}
