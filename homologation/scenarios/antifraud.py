@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from homologation.client import ANTIFRAUD, ANTIFRAUD_TEST_SUITE_HEADER, Reply
-from homologation.scenarios.base import Definition, Run
+from homologation.scenarios.base import SHIPPING_ADDRESS, Definition, Run
 
 TEST_SUITE = {ANTIFRAUD_TEST_SUITE_HEADER: "true"}
 POLL_SECONDS = 2.0  # the collection's recommended delay between requests
@@ -18,16 +18,7 @@ RISK_STATUSES = {"approved", "denied", "undefined"}
 
 def analysis_body(transaction_id: str, hook: str | None) -> dict[str, Any]:
     """The Postman collection's body, identical for every case but the id."""
-    address = {
-        "country": "BRA",
-        "street": "Praia de Botafogo St.",
-        "number": "300",
-        "complement": "3rd Floor",
-        "neighborhood": "Botafogo",
-        "postalCode": "22250040",
-        "city": "Rio de Janeiro",
-        "state": "RJ",
-    }
+    address = SHIPPING_ADDRESS
     return {
         "id": transaction_id,
         "reference": uuid.uuid4().hex,

@@ -13,6 +13,17 @@ from homologation.receiver import Arrival, Receiver
 from homologation.report import Exchange, Scenario
 
 MISSING = object()
+# The shipping address of VTEX's own examples (the anti-fraud collection's, the payment spec's).
+SHIPPING_ADDRESS = {
+    "country": "BRA",
+    "street": "Praia de Botafogo St.",
+    "number": "300",
+    "complement": "3rd Floor",
+    "neighborhood": "Botafogo",
+    "postalCode": "22250040",
+    "city": "Rio de Janeiro",
+    "state": "RJ",
+}
 
 
 class Abort(Exception):  # control flow: the failure that ends a scenario is already recorded

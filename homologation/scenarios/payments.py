@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from homologation.client import PAYMENTS, TEST_SUITE_HEADER, Reply
-from homologation.scenarios.base import Definition, Run
+from homologation.scenarios.base import SHIPPING_ADDRESS, Definition, Run
 
 APPROVED_CARD = "4444333322221111"
 DENIED_CARD = "4444333322221112"
@@ -73,16 +73,7 @@ def payment_body(
                 "email": "john.doe@example.com",
                 "phone": "+5521987654321",
             },
-            "shippingAddress": {
-                "country": "BRA",
-                "street": "Praia de Botafogo St.",
-                "number": "300",
-                "complement": "3rd Floor",
-                "neighborhood": "Botafogo",
-                "postalCode": "22250040",
-                "city": "Rio de Janeiro",
-                "state": "RJ",
-            },
+            "shippingAddress": SHIPPING_ADDRESS,
             "items": [
                 {"id": "132981", "name": "Some useful product", "price": value, "quantity": 1}
             ],
@@ -106,35 +97,31 @@ def authorize(run: Run, body: dict[str, Any], expected: str) -> Reply:
     return reply
 
 
-def settle(run: Run, payment_id: str, value: float, request_id: str | None = None) -> Reply:
-    body = {"paymentId": payment_id, "requestId": request_id or uuid.uuid4().hex, "value": value}
-    reply = run.call(
-        PAYMENTS, "POST", f"/payments/{payment_id}/settlements", json_body=body, headers=TEST_SUITE
-    )
-    run.status(reply, f"settlement of {value:.2f} answers 200")
+def operate(run: Run, payment_id: str, kind: str, what: str, **fields: Any) -> Reply:
+    """POST /payments/{id}/{kind} (settlements, refunds, cancellations) with a fresh requestId
+    unless `fields` carry one."""
+    body = {"paymentId": payment_id, "requestId": uuid.uuid4().hex, **fields}
+    path = f"/payments/{payment_id}/{kind}"
+    reply = run.call(PAYMENTS, "POST", path, json_body=body, headers=TEST_SUITE)
+    run.status(reply, f"{what} answers 200")
     return reply
+
+
+def settle(run: Run, payment_id: str, value: float, request_id: str | None = None) -> Reply:
+    extra = {"requestId": request_id} if request_id else {}
+    return operate(
+        run, payment_id, "settlements", f"settlement of {value:.2f}", value=value, **extra
+    )
 
 
 def refund(run: Run, payment_id: str, value: float, request_id: str | None = None) -> Reply:
-    body = {"paymentId": payment_id, "requestId": request_id or uuid.uuid4().hex, "value": value}
-    reply = run.call(
-        PAYMENTS, "POST", f"/payments/{payment_id}/refunds", json_body=body, headers=TEST_SUITE
-    )
-    run.status(reply, f"refund of {value:.2f} answers 200")
-    return reply
+    extra = {"requestId": request_id} if request_id else {}
+    return operate(run, payment_id, "refunds", f"refund of {value:.2f}", value=value, **extra)
 
 
 def cancel(run: Run, payment_id: str, request_id: str | None = None) -> Reply:
-    body = {"paymentId": payment_id, "requestId": request_id or uuid.uuid4().hex}
-    reply = run.call(
-        PAYMENTS,
-        "POST",
-        f"/payments/{payment_id}/cancellations",
-        json_body=body,
-        headers=TEST_SUITE,
-    )
-    run.status(reply, "cancellation answers 200")
-    return reply
+    extra = {"requestId": request_id} if request_id else {}
+    return operate(run, payment_id, "cancellations", "cancellation", **extra)
 
 
 def accepted(run: Run, reply: Reply, id_field: str, request_id: str, value: float | None) -> None:
