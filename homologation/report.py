@@ -3,6 +3,8 @@ that prove it. The console, JUnit and HTML renderings all read this one model.""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +22,12 @@ SECRET_HEADERS = frozenset(
     }
 )
 BODY_LIMIT = 20_000  # characters of a body kept in a report
+# A report never holds a full card number or a security code, not even a test card's.
+CARD_NUMBER = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+SECURITY_CODE_KEYS = frozenset({"csc", "cvv", "cvc", "cvv2", "securitycode"})
+CARD_NUMBER_KEYS = frozenset({"number", "cardnumber", "pan"})
+# A security code inside free text (a curl command's JSON): "csc": "987".
+SECURITY_CODE_TEXT = re.compile(r'("(?:csc|cvv|cvc|cvv2|securityCode)"\s*:\s*)"[^"]*"', re.I)
 
 
 class Outcome(StrEnum):
@@ -33,6 +41,57 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
         name: ("***" if name.lower() in SECRET_HEADERS and value else value)
         for name, value in headers.items()
     }
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        value = int(digit) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _mask_numbers(text: str) -> str:
+    """Digit runs that could be card numbers (13 to 19 digits passing Luhn's check)."""
+
+    def masked(match: re.Match[str]) -> str:
+        digits = match.group()
+        return f"{digits[:6]}******{digits[-4:]}" if _luhn_valid(digits) else digits
+
+    return CARD_NUMBER.sub(masked, text)
+
+
+def _mask_field(key: str, item: Any) -> Any:
+    if key in SECURITY_CODE_KEYS and item:
+        return "***"
+    if key in CARD_NUMBER_KEYS and isinstance(item, str) and item.isascii() and item.isdigit():
+        return f"{item[:6]}******{item[-4:]}" if len(item) >= 12 else item
+    return _mask(item)
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _mask_field(key.lower(), item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask(item) for item in value]
+    if isinstance(value, str):
+        return _mask_numbers(value)
+    return value
+
+
+def mask_card_data(text: str | None) -> str | None:
+    """Card numbers as their first six and last four digits, security codes as `***`."""
+    if not text:
+        return text
+    try:
+        return json.dumps(_mask(json.loads(text)), ensure_ascii=False)
+    except ValueError:
+        return mask_text(text)
+
+
+def mask_text(text: str) -> str:
+    """Card data in free text (a curl command, a message): Luhn-valid numbers and codes."""
+    return SECURITY_CODE_TEXT.sub(r'\1"***"', _mask_numbers(text))
 
 
 def clip(text: str | None) -> str | None:
@@ -58,8 +117,8 @@ class Exchange:
     def __post_init__(self) -> None:
         self.request_headers = redact_headers(self.request_headers)
         self.response_headers = redact_headers(self.response_headers)
-        self.request_body = clip(self.request_body)
-        self.response_body = clip(self.response_body)
+        self.request_body = clip(mask_card_data(self.request_body))
+        self.response_body = clip(mask_card_data(self.response_body))
 
     @property
     def summary(self) -> str:
@@ -93,6 +152,9 @@ class Check:
     outcome: Outcome
     detail: str = ""
     exchanges: list[Exchange] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.detail = mask_text(self.detail)
 
     @property
     def failed(self) -> bool:

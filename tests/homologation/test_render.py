@@ -130,3 +130,23 @@ def test_suite_and_phase_options() -> None:
         "giftcards",
     )
     assert Outcome.FAILED.value == "failed"
+
+
+def test_card_data_never_reaches_a_report() -> None:
+    body = (
+        '{"card": {"number": "4222222222222224", "csc": "987", "bin": "422222"},'
+        ' "reference": "1764343543210", "note": "paid with 4444333322221111"}'
+    )
+    exchange = Exchange("POST", "https://x/payments", {}, body, 200, {}, body, 0.01)
+    report = sample_report()
+    report.scenarios[1].checks[0].exchanges.append(exchange)
+    curl = """curl -d '{"card": {"number": "4444333322221111", "csc": "123"}}' https://x"""
+    report.scenarios[1].failed("reproduced", f"Reproduce with:\n{curl}")
+    out = io.StringIO()
+    render.console(report, out, verbose=True)
+    for text in (out.getvalue(), render.junit(report), render.html(report)):
+        assert "4222222222222224" not in text and "4444333322221111" not in text
+        assert "422222******2224" in text and "444433******1111" in text
+        assert '"987"' not in text and "&#34;987&#34;" not in text
+        assert '"123"' not in text and "&#34;123&#34;" not in text
+        assert "1764343543210" in text  # an order reference is not a card number
