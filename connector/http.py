@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from connector.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from connector.security import same_secret
@@ -22,6 +25,31 @@ _CREDENTIAL_HEADERS = (
     ("x-vtex-api-appkey", "x-vtex-api-apptoken"),
     ("x-provider-api-appkey", "x-provider-api-apptoken"),
 )
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def one_route_per_path(routes: list[Route]) -> list[BaseRoute]:
+    """The routes merged by path, each dispatching on the method, in their first order.
+
+    Starlette answers a method a path does not serve with the first route whose path matches,
+    so a path split over several routes answered `405` with an `Allow` header naming only one
+    route's methods (found by the homologation suite's Schemathesis run)."""
+    handlers: dict[str, dict[str, Endpoint]] = {}
+    for route in routes:
+        for method in route.methods or ():
+            handlers.setdefault(route.path, {})[method] = route.endpoint
+    merged: list[BaseRoute] = []
+    for path, by_method in handlers.items():
+
+        async def dispatch(
+            request: Request, by_method: dict[str, Endpoint] = by_method
+        ) -> Response:
+            return await by_method[request.method](request)
+
+        merged.append(Route(path, dispatch, methods=list(by_method)))
+    return merged
 
 
 def services(request: Request) -> Services:

@@ -22,6 +22,29 @@ async def test_unknown_route_and_wrong_method_are_json(client: httpx.AsyncClient
 
 
 @pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/giftcard/giftcards/C1/transactions", {"GET", "HEAD", "POST"}),
+        ("/giftcard/giftcards/C1/transactions/", {"GET", "HEAD", "POST"}),
+        ("/giftcard/giftcards/C1/transactions/T1/settlements", {"GET", "HEAD", "POST"}),
+        ("/antifraud/transactions/T1", {"GET", "HEAD", "PUT", "DELETE"}),
+        ("/admin/giftcards", {"GET", "HEAD", "POST"}),
+        ("/admin/antifraud/merchants/m/rules", {"GET", "HEAD", "PUT"}),
+        ("/sandbox/pay/K1", {"GET", "HEAD", "POST"}),
+    ],
+)
+async def test_a_405_names_every_method_of_the_path(
+    app: Starlette, path: str, allowed: set[str]
+) -> None:
+    """One route per path: the `Allow` of a 405 was one route's methods (Schemathesis found it)."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.request("PATCH", path)
+    assert response.status_code == 405 and response.json()["code"] == "method-not-allowed"
+    assert set(response.headers["allow"].split(", ")) == allowed
+
+
+@pytest.mark.parametrize(
     ("path", "shape"),
     [
         ("/payments", {"status", "code", "message"}),

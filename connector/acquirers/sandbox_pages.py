@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from connector.db.tables import Payment
 from connector.errors import BadRequest, NotFound
-from connector.http import services
+from connector.http import one_route_per_path, services
 from connector.payments.repository import PaymentRepository
 from protocol import money
 
@@ -80,7 +80,9 @@ async def decide(request: Request) -> Response:
     return await show(request)
 
 
-routes: list[BaseRoute] = [
-    Route("/pay/{key}", show, methods=["GET"]),
-    Route("/pay/{key}", decide, methods=["POST"]),
-]
+routes: list[BaseRoute] = one_route_per_path(
+    [
+        Route("/pay/{key}", show, methods=["GET"]),
+        Route("/pay/{key}", decide, methods=["POST"]),
+    ]
+)

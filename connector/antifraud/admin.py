@@ -20,6 +20,7 @@ from connector.http import (
     authenticate_operator,
     int_query,
     merchant_named,
+    one_route_per_path,
     path_id,
     read_model,
     services,
@@ -120,10 +121,12 @@ async def load_rules(request: Request) -> Response:
     return JSONResponse(rules_as_json(merchant.name, active))
 
 
-routes: list[BaseRoute] = [
-    Route("/antifraud/reviews", list_reviews, methods=["GET"]),
-    Route("/antifraud/reviews/{tid}", show_review, methods=["GET"]),
-    Route("/antifraud/reviews/{tid}/decision", decide_review, methods=["POST"]),
-    Route("/antifraud/merchants/{merchant}/rules", show_rules, methods=["GET"]),
-    Route("/antifraud/merchants/{merchant}/rules", load_rules, methods=["PUT"]),
-]
+routes: list[BaseRoute] = one_route_per_path(
+    [
+        Route("/antifraud/reviews", list_reviews, methods=["GET"]),
+        Route("/antifraud/reviews/{tid}", show_review, methods=["GET"]),
+        Route("/antifraud/reviews/{tid}/decision", decide_review, methods=["POST"]),
+        Route("/antifraud/merchants/{merchant}/rules", show_rules, methods=["GET"]),
+        Route("/antifraud/merchants/{merchant}/rules", load_rules, methods=["PUT"]),
+    ]
+)

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from connector.antifraud.service import response_of
 from connector.db.tables import Merchant
 from connector.errors import BadRequest, NotFound, Unauthorized
-from connector.http import read_model, services
+from connector.http import one_route_per_path, read_model, services
 from protocol.antifraud import AnalysisRequest, CustomField, Manifest, StopResponse
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -137,11 +137,13 @@ async def stop_transaction(request: Request) -> Response:
 
 _TRANSACTION = "/transactions/{transaction_id}"
 
-routes: list[BaseRoute] = [
-    Route("/manifest", manifest, methods=["GET"]),
-    Route("/pre-analysis", pre_analysis, methods=["POST"]),
-    Route("/transactions", send_transaction, methods=["POST"]),
-    Route(_TRANSACTION, get_transaction, methods=["GET"]),
-    Route(_TRANSACTION, update_transaction, methods=["PUT"]),
-    Route(_TRANSACTION, stop_transaction, methods=["DELETE"]),
-]
+routes: list[BaseRoute] = one_route_per_path(
+    [
+        Route("/manifest", manifest, methods=["GET"]),
+        Route("/pre-analysis", pre_analysis, methods=["POST"]),
+        Route("/transactions", send_transaction, methods=["POST"]),
+        Route(_TRANSACTION, get_transaction, methods=["GET"]),
+        Route(_TRANSACTION, update_transaction, methods=["PUT"]),
+        Route(_TRANSACTION, stop_transaction, methods=["DELETE"]),
+    ]
+)

@@ -21,6 +21,7 @@ from connector.http import (
     authenticate_operator,
     int_query,
     merchant_named,
+    one_route_per_path,
     path_id,
     read_model,
     services,
@@ -98,12 +99,14 @@ def _status_route(blocked: bool) -> Route:
     return Route(f"/giftcards/{{card_id}}/{verb}", change, methods=["POST"])
 
 
-routes: list[BaseRoute] = [
-    Route("/giftcards", list_cards, methods=["GET"]),
-    Route("/giftcards", issue_card, methods=["POST"]),
-    Route("/giftcards/batch", issue_cards, methods=["POST"]),
-    Route("/giftcards/{card_id}", show_card, methods=["GET"]),
-    Route("/giftcards/{card_id}/credits", credit_card, methods=["POST"]),
-    _status_route(True),
-    _status_route(False),
-]
+routes: list[BaseRoute] = one_route_per_path(
+    [
+        Route("/giftcards", list_cards, methods=["GET"]),
+        Route("/giftcards", issue_card, methods=["POST"]),
+        Route("/giftcards/batch", issue_cards, methods=["POST"]),
+        Route("/giftcards/{card_id}", show_card, methods=["GET"]),
+        Route("/giftcards/{card_id}/credits", credit_card, methods=["POST"]),
+        _status_route(True),
+        _status_route(False),
+    ]
+)

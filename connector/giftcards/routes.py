@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from connector.db.tables import Merchant
 from connector.errors import BadRequest, Forbidden, Unauthorized
-from connector.http import path_id, read_model, services
+from connector.http import one_route_per_path, path_id, read_model, services
 from protocol.giftcards import (
     CreateCardRequest,
     CreateTransactionRequest,
@@ -174,13 +174,13 @@ _TRANSACTION = "/giftcards/{card_id}/transactions/{transaction_id}"
 
 
 def _with_trailing_slash(routes: list[Route]) -> list[BaseRoute]:
-    """Each route also answers with a trailing slash (VTEX's example registers both), without a
-    redirect the Hub would not follow."""
-    doubled: list[BaseRoute] = []
+    """Each path also answers with a trailing slash (VTEX's example registers both), without a
+    redirect the Hub would not follow; one route per path (`one_route_per_path`)."""
+    doubled: list[Route] = []
     for route in routes:
         doubled.append(route)
         doubled.append(Route(route.path + "/", route.endpoint, methods=route.methods))
-    return doubled
+    return one_route_per_path(doubled)
 
 
 routes: list[BaseRoute] = _with_trailing_slash(

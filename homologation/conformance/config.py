@@ -30,10 +30,6 @@ DISABLED_CHECKS: Mapping[str, str] = {
         "the service ignores what it does not need (an X-VTEX-API-Is-TestSuite other than "
         "`true`, a null optional field) and accepts JSON whatever the Content-Type"
     ),
-    "allow_header_conformance": (
-        "no VTEX party sends OPTIONS or an undocumented method; the service's 405 answers "
-        "list the methods of one route only (reported as a service bug)"
-    ),
 }
 # Built-in checks left out for one protocol.
 DISABLED_FOR: Mapping[str, Mapping[str, str]] = {
