@@ -41,6 +41,7 @@ class Outcomes:
         self._payments = payments
         self._interval = timedelta(seconds=settings.reconcile_interval_seconds)
         self._max_interval = timedelta(seconds=settings.reconcile_max_interval_seconds)
+        self._stale_after = timedelta(seconds=settings.attempt_stale_seconds)
 
     # ------------------------------------------------------------------ reconciler
 
@@ -59,6 +60,51 @@ class Outcomes:
                 checked += 1
                 await self._check(payment)
         return checked
+
+    async def recover_abandoned(self) -> int:
+        """Authorizations whose request died with its process (`kill -9`, a crash, a database
+        lost mid-request) before it recorded an outcome. The acquirer may have approved one: it
+        is asked, as a retry would ask, and what it knows is recorded and called back, so that
+        neither the money nor VTEX waits for the gateway's next retry (an hour, for cards).
+
+        The claim is the one a retry of the request takes (`take_over_authorization`), so a
+        retry and this recovery never both act. What the acquirer never saw becomes `pending`:
+        only VTEX's retry carries the card again, and it may still take the payment over."""
+        now = utcnow()
+        async with self._db.reader() as session:
+            abandoned = await PaymentRepository(session).abandoned_authorizations(
+                now - self._stale_after, BATCH
+            )
+        recovered = 0
+        for payment in abandoned:
+            async with self._db.writer() as session:
+                won = await PaymentRepository(session).take_over_authorization(
+                    payment.id, now - self._stale_after, now
+                )
+            if won:
+                recovered += 1
+                await self._recover(payment)
+        return recovered
+
+    async def _recover(self, payment: Payment) -> None:
+        acquirer = self._payments.acquirer_for(payment)
+        budget = Budget(self._settings.acquirer_budget(payment.is_test_suite))
+        try:
+            known = await budget.run(
+                lambda: acquirer.query(authorization_key(payment)), acquirer.name
+            )
+        except AcquirerError as error:  # the claim goes stale again and the next pass retries
+            log.warning("payment %s: recovery failed: %r", payment.payment_id, error)
+            return
+        log.warning(
+            "payment %s: authorization abandoned by its process; the acquirer says %s",
+            payment.payment_id,
+            known.outcome if known is not None else "it never saw it",
+        )
+        if known is not None and known.outcome is not AuthorizationOutcome.PENDING:
+            await self.apply(payment, known)
+        else:
+            await self._payments.record_undecided(payment, known)
 
     def check_interval(self, age: timedelta) -> timedelta:
         """How long until the next check of a pending payment this old: a tenth of its age, so
@@ -178,6 +224,7 @@ class Outcomes:
         while not stop.is_set():
             try:
                 await self.reconcile_due()
+                await self.recover_abandoned()
             except Exception:  # keep reconciling whatever one pass did
                 log.exception("reconciliation pass failed")
             try:

@@ -277,6 +277,18 @@ class PaymentRepository:
             )
         )
 
+    async def abandoned_authorizations(self, stale_before: datetime, limit: int) -> list[Payment]:
+        """Payments still `received` whose authorization attempt is older than `stale_before`:
+        the process that made it died (or lost its database) before recording an outcome."""
+        return list(
+            await self._session.scalars(
+                select(Payment)
+                .where(Payment.status == S.RECEIVED, Payment.authorizing_since < stale_before)
+                .order_by(Payment.authorizing_since)
+                .limit(limit)
+            )
+        )
+
     async def claim_check(self, pk: uuid.UUID, now: datetime, next_at: datetime) -> bool:
         """Lease one pending payment to this reconciler until `next_at`."""
         return _changed(

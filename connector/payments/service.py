@@ -313,6 +313,14 @@ class PaymentService:
         callback when `notify`."""
         return await self._decide(payment, _STATE_OF[result.outcome], result, notify=notify)
 
+    async def record_undecided(
+        self, payment: Payment, result: AuthorizationResult | None
+    ) -> Payment:
+        """An authorization whose outcome is still open (the acquirer says pending, or never saw
+        it): `pending`, so that the reconciler keeps asking and a retry of the request, which
+        brings the card again, can still take it over."""
+        return await self._decide(payment, S.PENDING, result)
+
     def acquirer_for(self, payment: Payment) -> Acquirer:
         return self._acquirers[payment.acquirer]
 
