@@ -34,7 +34,13 @@ from tests.faults.cluster import (
     running_receiver,
 )
 from tests.faults.gateway import Gateway, Order
-from tests.faults.verify import problems, settle_down, summary
+from tests.faults.verify import (
+    giftcard_problems,
+    problems,
+    read_database,
+    settle_down,
+    summary,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +99,7 @@ async def _run_with_fault(
     fault: Callable[[], Awaitable[None]],
     fault_at: float = 2.0,
     settle_timeout: float = 90,
+    redelivery_allowed: bool = False,
 ) -> list[Order]:
     """Runs the load, strikes `fault` `fault_at` seconds in, and checks everything after."""
     try:
@@ -101,7 +108,7 @@ async def _run_with_fault(
         await fault()
         orders = await load
         evidence = await settle_down(cluster.database_url, settle_timeout)
-        found = problems(orders, evidence, core, receiver)
+        found = problems(orders, evidence, core, receiver, redelivery_allowed=redelivery_allowed)
         report = summary(orders, evidence, core, receiver, gateway.lost_requests)
         print(report)  # shown with -s, and in the closing note's figures
         assert not found, "\n".join([report, *found[:30], cluster.logs()])
@@ -115,6 +122,11 @@ async def test_kill_9_of_a_serve_process_mid_load(
 ) -> None:
     cluster = await _cluster(database_url, core, tmp_path)
     gateway = _gateway(cluster, receiver, core)
+    # Gift card debits ride along: a debit cut by the kill is sent again with its requestId.
+    merchant = cluster.cli("merchants", "list")
+    name = json.loads(merchant)[0]["name"]
+    gateway.giftcard = json.loads(cluster.cli("giftcards", "issue", "--merchant", name,
+                                              "--amount", "1000.00"))[0]  # fmt: skip
     victim = cluster.serves[0]
 
     async def kill_and_restart() -> None:
@@ -122,8 +134,14 @@ async def test_kill_9_of_a_serve_process_mid_load(
         await asyncio.sleep(1.5)
         await cluster.restart(victim)
 
-    await _run_with_fault(cluster, gateway, core, receiver, kill_and_restart)
+    orders = await _run_with_fault(cluster, gateway, core, receiver, kill_and_restart)
     assert gateway.lost_requests > 0, "the kill cut no request: the test proved nothing"
+    debits = [order for order in orders if order.giftcard_debit]
+    assert debits, "no order paid with the gift card"
+    resent = sum(1 for o in debits for why in o.unanswered if why.startswith("/giftcard"))
+    print(f"{len(debits)} gift card debits, {resent} of them sent again")
+    evidence = await read_database(cluster.database_url)
+    assert not giftcard_problems(orders, evidence, gateway.giftcard["id"], 100_000)
 
 
 async def test_kill_9_of_the_worker_mid_load(
@@ -143,7 +161,9 @@ async def test_kill_9_of_the_worker_mid_load(
         await asyncio.sleep(2)
         await cluster.restart(worker)
 
-    orders = await _run_with_fault(cluster, gateway, core, receiver, kill_and_restart)
+    orders = await _run_with_fault(
+        cluster, gateway, core, receiver, kill_and_restart, redelivery_allowed=True
+    )
     assert any(order.first_status == "undefined" for order in orders)
     assert len(receiver.received) > before[0], "no callback was delivered after the restart"
 

@@ -40,6 +40,10 @@ class OutboxRow:
 class Evidence:
     payments: dict[str, PaymentRow] = field(default_factory=dict)
     outbox: list[OutboxRow] = field(default_factory=list)
+    # Gift cards: card id -> (available, held) in minor units, and each Debit's requestId
+    # with its amount.
+    giftcards: dict[str, tuple[int, int]] = field(default_factory=dict)
+    debits: list[tuple[str, int]] = field(default_factory=list)
 
 
 async def read_database(database_url: str) -> Evidence:
@@ -60,6 +64,17 @@ async def read_database(database_url: str) -> Evidence:
                 row = PaymentRow(str(pk).replace("-", ""), payment_id, status, settled, refunded)
                 evidence.payments[payment_id] = row
             evidence.outbox = [OutboxRow(*row) for row in outbox]
+            cards = await connection.execute(
+                text("SELECT card_id, available_minor, held_minor FROM giftcards")
+            )
+            evidence.giftcards = {card_id: (available, held) for card_id, available, held in cards}
+            debits = await connection.execute(
+                text(
+                    "SELECT request_id, amount_minor FROM giftcard_transactions "
+                    "WHERE operation = 'Debit'"
+                )
+            )
+            evidence.debits = [(request_id, amount) for request_id, amount in debits]
             return evidence
     finally:
         await engine.dispose()
@@ -80,9 +95,18 @@ async def settle_down(database_url: str, timeout: float = 90) -> Evidence:
 
 
 def problems(
-    orders: list[Order], evidence: Evidence, fake: FakeAcquirer, receiver: CallbackReceiver
+    orders: list[Order],
+    evidence: Evidence,
+    fake: FakeAcquirer,
+    receiver: CallbackReceiver,
+    *,
+    redelivery_allowed: bool = False,
 ) -> list[str]:
-    """Every way the run lost or doubled money, or a callback; empty when all is well."""
+    """Every way the run lost or doubled money, or a callback; empty when all is well.
+
+    Callbacks are delivered at least once: a dispatcher killed after the receiver took a
+    callback but before it recorded the delivery sends it again once its lease expires (VTEX
+    reads a repeated callback as the same news). Only that fault may cause a second one."""
     found: list[str] = []
     by_pk = {row.pk: row for row in evidence.payments.values()}
     authorizations = Counter(e.reference for e in fake.effects if e.kind == "authorize")
@@ -146,12 +170,40 @@ def problems(
         callbacks = receiver.for_payment(order.payment_id)
         if row is not None and not callbacks and not _first_heard_from_retry(order, row, fake):
             found.append(f"{order.payment_id}: answered undefined, decided, never called back")
+        if len(callbacks) > 1 and not redelivery_allowed:
+            found.append(f"{order.payment_id}: called back {len(callbacks)} times")
         for callback in callbacks:
             if row is not None and callback.body.get("status") != WIRE_STATUS.get(row.status):
                 found.append(
                     f"{order.payment_id}: called back {callback.body.get('status')}, "
                     f"database {row.status}"
                 )
+    return found
+
+
+def giftcard_problems(
+    orders: list[Order], evidence: Evidence, card_id: str, initial_minor: int
+) -> list[str]:
+    """One Debit per requestId the Hub sent, each acknowledged one in the ledger, and the card's
+    balance moved by exactly their sum: no debit lost, doubled or overspent."""
+    found = []
+    told = Counter(order.giftcard_debit for order in orders if order.giftcard_debit)
+    recorded = Counter(request_id for request_id, _ in evidence.debits)
+    for request_id, count in recorded.items():
+        if count != 1 or request_id not in told:
+            found.append(
+                f"debit {request_id}: {count} in the ledger, acknowledged {told[request_id]}"
+            )
+    for request_id in told:
+        if request_id not in recorded:
+            found.append(f"debit {request_id}: acknowledged to the Hub, not in the ledger")
+    held = sum(amount for _, amount in evidence.debits)
+    available, card_held = evidence.giftcards[card_id]
+    if (available, card_held) != (initial_minor - held, held):
+        found.append(
+            f"card {card_id}: available {available}, held {card_held}; the ledger says "
+            f"{initial_minor - held} and {held}"
+        )
     return found
 
 
@@ -173,11 +225,13 @@ def summary(orders: list[Order], evidence: Evidence, fake: FakeAcquirer, receive
     statuses = Counter(row.status for row in evidence.payments.values())
     first = Counter(order.first_status for order in orders)
     delivered = sum(1 for o in evidence.outbox if o.status == "delivered")
+    per_payment = Counter(c.path for c in receiver.received)
+    repeated = sum(count - 1 for count in per_payment.values())
     return (
         f"{len(orders)} orders; first answers {dict(first)}; database {dict(statuses)}; "
         f"{lost_requests} requests lost and sent again; core effects "
         f"{dict(Counter(e.kind for e in fake.effects))}; callbacks {delivered} delivered, "
-        f"{len(receiver.received)} received; "
+        f"{len(receiver.received)} received ({repeated} repeats); "
         f"{sum(o.learnt_by_retry_at is not None for o in orders)} outcomes learnt only by "
         "re-calling /payments"
     )
