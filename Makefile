@@ -57,6 +57,7 @@ types: install
 check: lint types test
 
 bench: install
+	$(BIN)/python -m tests.load.bench_mix --database sqlite postgresql
 	$(BIN)/python tests/load/bench_authorize.py --database sqlite
 	$(BIN)/python tests/load/bench_authorize.py --database postgresql
 	$(BIN)/python tests/load/bench_callbacks.py

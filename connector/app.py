@@ -19,30 +19,33 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
 
 from connector import __version__, observability, webhooks
 from connector.acquirers import sandbox_pages
-from connector.acquirers.base import Acquirer
+from connector.acquirers.base import Acquirer, ObservedAcquirer
 from connector.acquirers.http import HttpAcquirer
 from connector.acquirers.sandbox import SandboxAcquirer
 from connector.antifraud import admin as antifraud_admin
 from connector.antifraud import routes as antifraud_routes
 from connector.antifraud.service import AntifraudService, build_antifraud
 from connector.db.engine import Database
-from connector.db.migrate import current_revision, head_revision
+from connector.db.migrate import SchemaState, current_revision, head_revision, schema_state
 from connector.errors import ConnectorError, Unauthorized
 from connector.giftcards import admin as giftcard_admin
 from connector.giftcards import routes as giftcard_routes
 from connector.giftcards.cards import GiftCardService, build_giftcards
 from connector.giftcards.ledger import GiftCardLedger
 from connector.merchants import MerchantService
+from connector.observability import metrics
+from connector.observability.middleware import ObservabilityMiddleware, route_templates
 from connector.outbox.dispatcher import Dispatcher
 from connector.payments import routes as payment_routes
 from connector.payments.manifest import build_manifest
 from connector.payments.operations import OperationService
 from connector.payments.outcomes import Outcomes
 from connector.payments.service import PaymentService
-from connector.security import FieldCipher
+from connector.security import FieldCipher, same_secret
 from connector.settings import Settings
 from protocol.payments import ErrorBody, Manifest
 
@@ -52,6 +55,8 @@ PAYMENT_PROVIDER_PREFIX = "/payment-provider"
 GIFTCARD_PREFIX = "/giftcard"
 ANTIFRAUD_PREFIX = "/antifraud"
 ADMIN_PREFIX = "/admin"
+# A readiness probe answers within this, even when the database hangs.
+READY_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass
@@ -103,6 +108,11 @@ def build_services(settings: Settings) -> Services:
             acquirer_http,
             user_agent=f"vtex-connector/{__version__}",
         )
+    # Every call timed, by acquirer, operation and outcome (connector_acquirer_request_...).
+    acquirers = {
+        name: ObservedAcquirer(acquirer, metrics.observe_acquirer_call)
+        for name, acquirer in acquirers.items()
+    }
     cipher = FieldCipher(settings.encryption_keys)
     payments = PaymentService(database, settings, cipher, acquirers)
     giftcards, ledger = build_giftcards(database, settings, cipher)
@@ -149,12 +159,23 @@ class SchemaNotCurrent(RuntimeError):
     pass
 
 
+# The newest migration this code ships: read from disk once, not at every readiness probe.
+_head_revision = cache(head_revision)
+
+
 async def check_schema(database: Database) -> None:
-    current, head = await current_revision(database.write_engine), head_revision()
-    if current != head:
-        raise SchemaNotCurrent(
-            f"database schema is at {current}, code expects {head}: run `connector migrate`"
-        )
+    # The read engine: on SQLite a probe must not take (or queue for) the write lock.
+    current, head = await current_revision(database.read_engine), _head_revision()
+    if current == head:
+        return
+    state = schema_state(current)
+    if state is SchemaState.AHEAD:
+        # A rollout migrated first and this older release still serves (schema_state's doc).
+        log.warning("database schema %s is newer than this release's %s", current, head)
+        return
+    raise SchemaNotCurrent(
+        f"database schema is at {current}, code expects {head}: run `connector migrate`"
+    )
 
 
 # ----------------------------------------------------------------------------- errors
@@ -236,19 +257,52 @@ async def live(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
+    """200 when the database answers and its schema is the code's; else 503 with the reason,
+    within READY_TIMEOUT_SECONDS whatever the database does."""
     try:
-        await check_schema(request.app.state.services.database)
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            await check_schema(request.app.state.services.database)
+    except TimeoutError:
+        reason = f"the database did not answer within {READY_TIMEOUT_SECONDS:g} s"
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
     except Exception as error:  # any failure means "not ready", never a crash
         return JSONResponse({"status": "unavailable", "reason": str(error)}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus' text format: this process's (or every worker's) metrics and the database
+    gauges; `Authorization: Bearer <CONNECTOR_METRICS_TOKEN>` when that is set."""
+    services: Services = request.app.state.services
+    expected = services.settings.metrics_token
+    if expected is not None:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not same_secret(
+            presented.strip(), expected.get_secret_value()
+        ):
+            raise Unauthorized(
+                "missing or wrong metrics bearer token", code="invalid-metrics-token"
+            )
+    gauges = await metrics.read_database_gauges(services.database)
+    return Response(metrics.exposition(gauges), media_type=metrics.CONTENT_TYPE)
+
+
 # ----------------------------------------------------------------------------- factory
+
+
+class ConnectorApp(Starlette):
+    """Starlette with the observability middleware outermost, around Starlette's own error
+    middleware: the 500 an unhandled error becomes is counted and logged, with the request id,
+    like any other answer (middleware passed to Starlette would sit inside it)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = super().build_middleware_stack()
+        return ObservabilityMiddleware(inner, route_templates(self.routes))
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
-    observability.configure_logging(settings.log_level)
+    observability.configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -264,7 +318,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await services.close()
 
-    return Starlette(
+    return ConnectorApp(
         routes=[
             Mount(PAYMENT_PROVIDER_PREFIX, routes=payment_routes.routes),
             Mount(GIFTCARD_PREFIX, routes=giftcard_routes.routes),
@@ -276,6 +330,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/openapi.yaml", openapi_yaml, methods=["GET"]),
             Route("/health/live", live, methods=["GET"]),
             Route("/health/ready", ready, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         exception_handlers={
             ConnectorError: _connector_error,

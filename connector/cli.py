@@ -7,7 +7,8 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from connector.antifraud import cli as antifraud_cli
@@ -42,21 +43,65 @@ def _print_json(value: object) -> None:
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve HTTP until SIGTERM or SIGINT, then stop gracefully: accept nothing new, let the
+    requests in flight finish (up to 20 s), stop the background workers, close the database,
+    exit 0."""
+    import signal
+
     import uvicorn
+
+    from connector.observability import configure_logging
 
     if settings.is_sqlite and args.workers > 1:
         print("SQLite has one writer: use PostgreSQL for more than one worker", file=sys.stderr)
         return 2
-    uvicorn.run(
-        "connector.app:create_app_from_environment",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=20,
-    )
+    configure_logging(settings.log_level, settings.log_format)
+    # uvicorn raises the signal that stopped it again once it has shut down; a graceful stop
+    # is a success (exit 0), not a death by signal, so the signal lands on a handler that does
+    # nothing.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    with _metrics_directory(args.workers):
+        uvicorn.run(
+            "connector.app:create_app_from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=settings.log_level.lower(),
+            # Our logging (configure_logging) and our access log (one line per request, with
+            # its request id, written by connector.observability.middleware).
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=20,
+        )
     return 0
+
+
+@contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """Several workers share their metrics through files in PROMETHEUS_MULTIPROC_DIR: a fresh
+    temporary directory, removed on exit, unless the operator named one (emptied first)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from connector.observability.metrics import MULTIPROC_ENV, clear_multiprocess_directory
+
+    named = os.environ.get(MULTIPROC_ENV)
+    if named:
+        clear_multiprocess_directory(Path(named))
+        yield
+        return
+    if workers <= 1:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="connector-metrics-") as directory:
+        os.environ[MULTIPROC_ENV] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_ENV]
 
 
 def migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -129,10 +174,15 @@ def keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     """Deliver callbacks and hooks, reconcile pending payments, release expired gift card holds
-    and decide overdue anti-fraud reviews, without serving HTTP."""
+    and decide overdue anti-fraud reviews, without serving HTTP (but `/metrics` with
+    --metrics-port). SIGTERM or SIGINT: finish what is in hand, exit 0."""
     import signal
 
     from connector.app import background_workers, build_services, check_schema
+    from connector.observability import configure_logging
+    from connector.observability.metrics import start_metrics_server
+
+    configure_logging(settings.log_level, settings.log_format)
 
     async def run() -> None:
         services = build_services(settings)
@@ -147,7 +197,15 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await services.close()
 
-    asyncio.run(run())
+    server = None
+    if args.metrics_port is not None:
+        server = start_metrics_server(args.metrics_host, args.metrics_port, settings.metrics_token)
+    try:
+        asyncio.run(run())
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     return 0
 
 
@@ -459,9 +517,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     antifraud_cli.register(commands)
 
-    commands.add_parser(
+    worker_parser = commands.add_parser(
         "worker", help="deliver callbacks and reconcile pending payments (no HTTP)"
-    ).set_defaults(handler=worker)
+    )
+    worker_parser.add_argument(
+        "--metrics-port", type=int, default=None, help="serve GET /metrics on this port"
+    )
+    worker_parser.add_argument("--metrics-host", default="127.0.0.1")
+    worker_parser.set_defaults(handler=worker)
 
     outbox = commands.add_parser("outbox", help="callbacks waiting, delivered or dead")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     credentials_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     log_level: str = "INFO"
+    # One JSON object per line (for a log pipeline), or plain text (for a terminal).
+    log_format: Literal["json", "text"] = "json"
 
     # ----- asynchronous outcomes and callbacks
     # Hosts a callbackUrl may point to: names or "*.domain" patterns (VTEX's domains by default).
@@ -182,6 +184,8 @@ class Settings(BaseSettings):
     # ----- operators
     # Bearer token of the admin API (/admin); unset disables it (every call answers 401).
     admin_token: SecretStr | None = None
+    # Bearer token GET /metrics requires; unset, it is open (scraped from inside the cluster).
+    metrics_token: SecretStr | None = None
 
     @field_validator(
         "encryption_keys",

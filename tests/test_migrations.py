@@ -26,3 +26,13 @@ async def test_migrated_schema_matches_the_models(migrated_database: str) -> Non
     finally:
         await engine.dispose()
     assert differences == []
+
+
+def test_a_schema_is_current_ahead_behind_or_empty() -> None:
+    from connector.db.migrate import SchemaState, head_revision, schema_state
+
+    assert schema_state(head_revision()) is SchemaState.CURRENT
+    assert schema_state(None) is SchemaState.EMPTY
+    assert schema_state("0001") is SchemaState.BEHIND
+    # A revision this release has never heard of was written by a newer release.
+    assert schema_state("0099") is SchemaState.AHEAD

@@ -73,6 +73,15 @@ ADMIN_OPERATION_IDS = frozenset(
         "adminLoadRules",
     }
 )
+# ----- Probes and metrics: served from the root, for the orchestrator and Prometheus. Every
+# status each answers (connector/app.py: live, ready, metrics_endpoint).
+MONITORING_TAG = "Monitoring"
+MONITORING_OPERATIONS = {
+    ("/health/live", "get"): ("getLiveness", {"200"}),
+    ("/health/ready", "get"): ("getReadiness", {"200", "503"}),
+    ("/metrics", "get"): ("getMetrics", {"200", "401"}),
+}
+MONITORING_OPERATION_IDS = frozenset(op for op, _ in MONITORING_OPERATIONS.values())
 # Admin operations that create (201) rather than answer (200).
 ADMIN_CREATE_OPERATIONS = frozenset(
     {"adminIssueGiftCard", "adminIssueGiftCards", "adminCreditGiftCard"}
@@ -344,6 +353,10 @@ def _is_antifraud(operation: dict[str, Any]) -> bool:
     return ANTIFRAUD_TAG in operation.get("tags", [])
 
 
+def _is_monitoring(operation: dict[str, Any]) -> bool:
+    return MONITORING_TAG in operation.get("tags", [])
+
+
 def _is_json_media_type(media_type: str) -> bool:
     main, _, sub = media_type.partition("/")
     return main == "application" and (sub == "json" or sub.endswith("+json"))
@@ -584,6 +597,7 @@ def test_operation_ids_are_unique_and_expected(openapi: dict[str, Any]) -> None:
         | GIFTCARD_OPERATION_IDS
         | ANTIFRAUD_OPERATION_IDS
         | ADMIN_OPERATION_IDS
+        | MONITORING_OPERATION_IDS
     )
     for _, _, operation in walk.operations(openapi):
         # One API per operation, told by its tag.
@@ -595,15 +609,22 @@ def test_operation_ids_are_unique_and_expected(openapi: dict[str, Any]) -> None:
             expected_tag = ANTIFRAUD_TAG
         elif operation_id in ADMIN_OPERATION_IDS:
             expected_tag = ADMIN_TAG
+        elif operation_id in MONITORING_OPERATION_IDS:
+            expected_tag = MONITORING_TAG
         assert operation.get("tags") == [expected_tag], operation_id
 
 
 def test_documented_statuses(openapi: dict[str, Any]) -> None:
-    """The Payment Provider Protocol's operations (the gift card, anti-fraud and admin ones:
-    below)."""
+    """The Payment Provider Protocol's operations (the gift card, anti-fraud, admin and
+    monitoring ones: below)."""
     problems: list[str] = []
     for path, method, operation in walk.operations(openapi):
-        if _is_giftcard(operation) or _is_antifraud(operation) or _is_admin(operation):
+        if (
+            _is_giftcard(operation)
+            or _is_antifraud(operation)
+            or _is_admin(operation)
+            or _is_monitoring(operation)
+        ):
             continue
         where = f"{method.upper()} {path}"
         statuses = set(operation.get("responses", {}))
@@ -710,6 +731,44 @@ def test_documented_admin_statuses(openapi: dict[str, Any]) -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_documented_monitoring_operations(openapi: dict[str, Any]) -> None:
+    """The probes and `/metrics`: from the root (server `/`), no credentials for the probes,
+    the optional metrics bearer token for `/metrics`, every status they answer and no other."""
+    documented = {
+        (path, method): operation
+        for path, method, operation in walk.operations(openapi)
+        if _is_monitoring(operation)
+    }
+    assert set(documented) == set(MONITORING_OPERATIONS)
+    schemes = openapi["components"]["securitySchemes"]
+    assert schemes["MetricsBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["MetricsBearer"]["description"],
+    }
+    problems: list[str] = []
+    for (path, method), operation in documented.items():
+        operation_id, statuses = MONITORING_OPERATIONS[(path, method)]
+        where = f"{method.upper()} {path}"
+        if operation["operationId"] != operation_id:
+            problems.append(f"{where}: operationId {operation['operationId']}")
+        if [server["url"] for server in openapi["paths"][path].get("servers", [])] != ["/"]:
+            problems.append(f"{where}: served from the root, under the server /")
+        security = [{}, {"MetricsBearer": []}] if path == "/metrics" else []
+        if operation.get("security") != security:
+            problems.append(f"{where}: security must be {security}")
+        if set(operation["responses"]) != statuses:
+            problems.append(f"{where}: responses {sorted(operation['responses'])}")
+        for status, response in operation["responses"].items():
+            content = walk.resolve(response, openapi).get("content", {})
+            expected = (
+                ["text/plain"] if (path, status) == ("/metrics", "200") else ["application/json"]
+            )
+            if list(content) != expected:
+                problems.append(f"{where} {status}: content {list(content)}, not {expected}")
+    assert not problems, "\n".join(problems)
+
+
 def test_giftcard_paths_are_served_under_giftcard(openapi: dict[str, Any]) -> None:
     """Every gift card path item overrides the global server with `/giftcard`; the anti-fraud
     and admin path items name their full paths (`/antifraud/...`, `/admin/...`) under the server
@@ -717,6 +776,8 @@ def test_giftcard_paths_are_served_under_giftcard(openapi: dict[str, Any]) -> No
     problems: list[str] = []
     for path, item in openapi["paths"].items():
         operations = [item[m] for m in walk.HTTP_METHODS if m in item]
+        if all(_is_monitoring(operation) for operation in operations):
+            continue  # served from the root: test_documented_monitoring_operations
         for prefix, is_it in (("/admin/", _is_admin), (ANTIFRAUD_PREFIX, _is_antifraud)):
             if path.startswith(prefix) or any(is_it(operation) for operation in operations):
                 # Mounted at /admin and /antifraud: full paths from the root.

@@ -8,12 +8,19 @@ a refusal is an answer (`approved=False`), not an exception.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from connector.errors import AcquirerTimeout, AcquirerUnavailable
 
 # How the shopper pays, which decides what an undecided authorization looks like.
 from protocol.acquirer import Flow as Flow
+
+T = TypeVar("T")
 
 
 class AuthorizationOutcome(StrEnum):
@@ -137,3 +144,73 @@ class Acquirer(Protocol):
     async def query_operation(self, idempotency_key: str) -> OperationResult | None:
         """The capture, refund or void made with this key, or None if the acquirer never saw it."""
         ...
+
+
+# (acquirer, operation, outcome, seconds) of one call; see ObservedAcquirer.
+CallObserver = Callable[[str, str, str, float], None]
+
+
+def _settled(result: OperationResult) -> str:
+    return "succeeded" if result.succeeded else "refused"
+
+
+def _found(result: object) -> str:
+    return "unknown" if result is None else "found"
+
+
+class ObservedAcquirer:
+    """An acquirer whose every call is timed and reported to `observe` with its outcome:
+    `approved`, `denied` or `pending` (authorize), `succeeded` or `refused` (capture, refund,
+    void), `found` or `unknown` (query, query_operation), `answered` or `no-action` (inbound);
+    `unavailable`, `timeout` (also: cut short by the request's time budget) or `error` when it
+    gave no answer."""
+
+    def __init__(self, inner: Acquirer, observe: CallObserver) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._observe = observe
+
+    async def _timed(self, operation: str, call: Awaitable[T], outcome: Callable[[T], str]) -> T:
+        started = time.perf_counter()
+        label = "error"
+        try:
+            result = await call
+            label = outcome(result)
+            return result
+        except (AcquirerTimeout, asyncio.CancelledError):
+            label = "timeout"
+            raise
+        except AcquirerUnavailable:
+            label = "unavailable"
+            raise
+        finally:
+            self._observe(self.name, operation, label, time.perf_counter() - started)
+
+    async def authorize(self, request: AuthorizationRequest) -> AuthorizationResult:
+        return await self._timed(
+            "authorize", self.inner.authorize(request), lambda result: result.outcome.value
+        )
+
+    async def capture(self, request: OperationRequest) -> OperationResult:
+        return await self._timed("capture", self.inner.capture(request), _settled)
+
+    async def refund(self, request: OperationRequest) -> OperationResult:
+        return await self._timed("refund", self.inner.refund(request), _settled)
+
+    async def void(self, request: OperationRequest) -> OperationResult:
+        return await self._timed("void", self.inner.void(request), _settled)
+
+    async def inbound(self, action: str, authorization_key: str, body: str) -> InboundAnswer | None:
+        return await self._timed(
+            "inbound",
+            self.inner.inbound(action, authorization_key, body),
+            lambda answer: "no-action" if answer is None else "answered",
+        )
+
+    async def query(self, idempotency_key: str) -> AuthorizationResult | None:
+        return await self._timed("query", self.inner.query(idempotency_key), _found)
+
+    async def query_operation(self, idempotency_key: str) -> OperationResult | None:
+        return await self._timed(
+            "query_operation", self.inner.query_operation(idempotency_key), _found
+        )

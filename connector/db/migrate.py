@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 from alembic import command
@@ -34,6 +35,28 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(
             lambda sync: MigrationContext.configure(sync).get_current_revision()
         )
+
+
+class SchemaState(StrEnum):
+    CURRENT = "current"  # at this release's head
+    AHEAD = "ahead"  # at a revision this release does not know: a newer release migrated it
+    BEHIND = "behind"  # at an older revision of this release: `connector migrate` is due
+    EMPTY = "empty"  # never migrated
+
+
+def schema_state(current: str | None) -> SchemaState:
+    """Where a database at revision `current` stands for this release.
+
+    A rollout migrates first (the migration Job), then replaces the pods: for a while the old
+    release runs on the new schema. Migrations are written to allow that (expand, then contract
+    a release later), so the old release keeps serving a schema that is ahead of it; only a
+    schema that is behind, or absent, stops a process."""
+    if current == head_revision():
+        return SchemaState.CURRENT
+    if current is None:
+        return SchemaState.EMPTY
+    known = {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+    return SchemaState.BEHIND if current in known else SchemaState.AHEAD
 
 
 def downgrade(database_url: str, revision: str) -> None:

@@ -16,6 +16,7 @@ import httpx
 
 from connector.db.engine import Database
 from connector.db.tables import OutboxMessage, utcnow
+from connector.observability.metrics import count_callback_delivery
 from connector.outbox.allowlist import callback_url_allowed
 from connector.outbox.repository import OutboxRepository
 from connector.settings import Settings
@@ -97,10 +98,12 @@ class Dispatcher:
     ) -> None:
         if error is None:
             await repository.delivered(message, now)
+            count_callback_delivery(message.kind, "delivered")
             log.info("callback %s delivered (attempt %d)", message.id, message.attempts)
             return
         next_try = now + timedelta(seconds=self.backoff(message.attempts))
         retry_at: datetime | None = next_try if next_try <= message.deadline else None
+        count_callback_delivery(message.kind, "dead" if retry_at is None else "retry")
         if retry_at is None:
             log.error(
                 "callback %s is a dead letter after %d attempts: %s",
