@@ -236,16 +236,8 @@ class Order:
     value: float
 
 
-ADDRESS = {
-    "country": "BRA",
-    "street": "Praia de Botafogo St.",
-    "number": "300",
-    "complement": "3rd Floor",
-    "neighborhood": "Botafogo",
-    "postalCode": "22250040",
-    "city": "Rio de Janeiro",
-    "state": "RJ",
-}
+# The shipping address of VTEX's sample order (tests/payloads.py).
+ADDRESS = payloads.create_payment()["miniCart"]["shippingAddress"]
 BRAZILIAN_IPV4_BLOCKS = (177, 179, 186, 187, 189, 191, 200, 201)
 
 
