@@ -203,8 +203,12 @@ def configure_logging(
         root.addHandler(build_handler(log_format, stream))
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers = []
-        logging.getLogger(name).propagate = True
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers, uvicorn_logger.propagate = [], True
+        # The root's level governs (a uvicorn.Config elsewhere in the process may have set
+        # its own, or a dictConfig disabled the logger).
+        uvicorn_logger.setLevel(logging.NOTSET)
+        uvicorn_logger.disabled = False
     access = logging.getLogger("uvicorn.access")
     access.handlers, access.propagate = [], False
     # httpx logs every request's full URL at INFO; callback URLs carry VTEX's signature token.
